@@ -1,0 +1,550 @@
+"""scripts/azure/capture.sh, run for real against a scripted fake `az`.
+
+Each test states the scenario the fake plays back, then asserts the script's
+exit code, the exact sequence of az calls and sleeps, and what it printed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from capture_harness import (
+    RG,
+    SCRIPT,
+    VM,
+    az_error,
+    az_plain_error,
+    capture_args,
+    deallocate_line,
+    generalize_line,
+    instance_view,
+    iv_line,
+    make_bin,
+    ok,
+    run_script,
+    sleep_line,
+)
+
+IV = iv_line()
+DEALLOCATE = deallocate_line()
+GENERALIZE = generalize_line()
+
+THROTTLED = ("TooManyRequests", "The request is being throttled.")
+FORBIDDEN = (
+    "AuthorizationFailed",
+    "The client 'ci@example.com' with object id '00000000-0000-0000-0000-000000000001' "
+    "does not have authorization to perform action "
+    "'Microsoft.Compute/virtualMachines/deallocate/action' over scope "
+    f"'/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/{RG}/providers/"
+    f"Microsoft.Compute/virtualMachines/{VM}' or the scope is invalid.",
+)
+NOT_FOUND = (
+    "ResourceNotFound",
+    f"The Resource 'Microsoft.Compute/virtualMachines/{VM}' under resource group '{RG}' "
+    "was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+)
+
+
+# --- capture: the normal path -------------------------------------------------
+
+
+def test_happy_path_waits_for_stop_then_deallocates_then_generalizes(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [
+            instance_view("running"),
+            instance_view("running"),
+            instance_view("stopped"),
+            ok("vm deallocate"),
+            ok("vm generalize"),
+        ],
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [
+        IV,
+        sleep_line(1),
+        IV,
+        sleep_line(1),
+        IV,
+        DEALLOCATE,
+        GENERALIZE,
+    ]
+    assert result.stdout.splitlines() == [
+        f"capture.sh: waiting up to 60s for VM '{VM}' in resource group '{RG}' to power off"
+        " (poll every 1s)",
+        f"capture.sh: VM '{VM}' is running; checking again in 1s (0s of 60s waited)",
+        f"capture.sh: VM '{VM}' is running; checking again in 1s (1s of 60s waited)",
+        f"capture.sh: VM '{VM}' is stopped",
+        f"capture.sh: deallocating VM '{VM}'",
+        f"capture.sh: VM '{VM}' is deallocated",
+        f"capture.sh: marking VM '{VM}' as generalized",
+        f"capture.sh: VM '{VM}' is deallocated and generalized; ready for image capture",
+    ]
+    assert result.stderr == ""
+
+
+def test_slow_stop_keeps_polling_through_transitional_states(tmp_path: Path) -> None:
+    states = ["starting", "running", "running", "running", "stopping", "stopping"]
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [
+            *(instance_view(s) for s in states),
+            instance_view("stopped"),
+            ok("vm deallocate"),
+            ok("vm generalize"),
+        ],
+        {"CAPTURE_POLL_SECONDS": "15", "CAPTURE_STOP_TIMEOUT_SECONDS": "1800"},
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [
+        *[line for _ in states for line in (IV, sleep_line(15))],
+        IV,
+        DEALLOCATE,
+        GENERALIZE,
+    ]
+    assert f"VM '{VM}' is stopping; checking again in 15s (75s of 1800s waited)" in result.stdout
+
+
+def test_vm_the_guest_left_deallocated_is_not_deallocated_again(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path, capture_args(), [instance_view("deallocated"), ok("vm generalize")]
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [IV, GENERALIZE]
+    assert f"VM '{VM}' is already deallocated; skipping deallocate" in result.stdout
+
+
+def test_subscription_is_passed_to_every_az_call(tmp_path: Path) -> None:
+    sub = "11111111-2222-3333-4444-555555555555"
+    result = run_script(
+        tmp_path,
+        capture_args(subscription=sub),
+        [instance_view("stopped"), ok("vm deallocate"), ok("vm generalize")],
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [iv_line(sub), deallocate_line(sub), generalize_line(sub)]
+
+
+def test_flags_accept_the_equals_form(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        ["capture", f"--resource-group={RG}", f"--vm={VM}"],
+        [instance_view("stopped"), ok("vm deallocate"), ok("vm generalize")],
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [IV, DEALLOCATE, GENERALIZE]
+
+
+# --- capture: idempotence -----------------------------------------------------
+
+
+def test_already_deallocated_and_generalized_converges_without_mutations(tmp_path: Path) -> None:
+    result = run_script(tmp_path, capture_args(), [instance_view("deallocated", generalized=True)])
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [IV]
+    assert result.stdout.splitlines()[-1] == (
+        f"capture.sh: VM '{VM}' is already generalized (power state 'deallocated'); nothing to do"
+    )
+
+
+def test_rerun_after_a_failed_generalize_only_generalizes(tmp_path: Path) -> None:
+    (tmp_path / "first").mkdir()
+    first = run_script(
+        tmp_path / "first",
+        capture_args(),
+        [instance_view("stopped"), ok("vm deallocate"), az_error("vm generalize", *FORBIDDEN)],
+    )
+    assert first.exit_code == 1
+    assert first.calls == [IV, DEALLOCATE, GENERALIZE]
+
+    (tmp_path / "second").mkdir()
+    second = run_script(
+        tmp_path / "second", capture_args(), [instance_view("deallocated"), ok("vm generalize")]
+    )
+    assert second.exit_code == 0, second.stderr
+    assert second.calls == [IV, GENERALIZE]
+
+
+# --- capture: transient errors are retried with backoff -----------------------
+
+
+def test_throttled_deallocate_is_retried(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [
+            instance_view("stopped"),
+            az_error("vm deallocate", *THROTTLED),
+            ok("vm deallocate"),
+            ok("vm generalize"),
+        ],
+        {"CAPTURE_BACKOFF_SECONDS": "10", "CAPTURE_MAX_TRIES": "6"},
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [IV, DEALLOCATE, sleep_line(10), DEALLOCATE, GENERALIZE]
+    assert (
+        f"capture.sh: deallocating VM '{VM}': transient error on try 1/6, retrying in 10s: "
+        "ERROR: (TooManyRequests) The request is being throttled."
+    ) in result.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("Conflict", f"The operation on VM '{VM}' conflicts with an operation in progress."),
+        (
+            "OperationNotAllowed",
+            f"Operation 'generalize' is not allowed on VM '{VM}' "
+            "since another operation is in progress.",
+        ),
+    ],
+)
+def test_conflicting_generalize_is_retried(tmp_path: Path, code: str, message: str) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [
+            instance_view("deallocated"),
+            az_error("vm generalize", code, message),
+            az_error("vm generalize", code, message),
+            ok("vm generalize"),
+        ],
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [IV, GENERALIZE, sleep_line(1), GENERALIZE, sleep_line(2), GENERALIZE]
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("InternalServerError", "An internal server error occurred."),
+        ("ServiceUnavailable", "The service is temporarily unavailable."),
+        (
+            "GatewayTimeout",
+            "The gateway did not receive a response within the specified time period.",
+        ),
+    ],
+)
+def test_server_error_reading_power_state_is_retried(
+    tmp_path: Path, code: str, message: str
+) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [
+            az_error("vm get-instance-view", code, message),
+            instance_view("stopped"),
+            ok("vm deallocate"),
+            ok("vm generalize"),
+        ],
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [IV, sleep_line(1), IV, DEALLOCATE, GENERALIZE]
+    assert f"retrying in 1s: ERROR: ({code}) {message}" in result.stdout
+
+
+def test_retries_exhausted_fails_with_the_last_az_error(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [instance_view("stopped"), *[az_error("vm deallocate", *THROTTLED)] * 3],
+        {"CAPTURE_MAX_TRIES": "3", "CAPTURE_BACKOFF_SECONDS": "10"},
+    )
+
+    assert result.exit_code == 1
+    assert result.calls == [IV, DEALLOCATE, sleep_line(10), DEALLOCATE, sleep_line(20), DEALLOCATE]
+    assert result.stderr.splitlines()[:2] == [
+        f"capture.sh: error: deallocating VM '{VM}' failed after 3 tries"
+        " (CAPTURE_MAX_TRIES=3); last error:",
+        "ERROR: (TooManyRequests) The request is being throttled.",
+    ]
+
+
+def test_backoff_doubles_and_is_capped_at_300_seconds(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [instance_view("stopped"), *[az_error("vm deallocate", *THROTTLED)] * 4],
+        {"CAPTURE_MAX_TRIES": "4", "CAPTURE_BACKOFF_SECONDS": "100"},
+    )
+
+    assert result.exit_code == 1
+    sleeps = [line for line in result.calls if line.startswith("sleep")]
+    assert sleeps == [sleep_line(100), sleep_line(200), sleep_line(300)]
+
+
+def test_a_single_try_means_no_retry(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [instance_view("stopped"), az_error("vm deallocate", *THROTTLED)],
+        {"CAPTURE_MAX_TRIES": "1"},
+    )
+
+    assert result.exit_code == 1
+    assert result.calls == [IV, DEALLOCATE]
+    assert "failed after 1 tries (CAPTURE_MAX_TRIES=1)" in result.stderr
+
+
+# --- capture: permanent errors fail fast --------------------------------------
+
+
+def test_forbidden_deallocate_fails_fast_with_az_text(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path, capture_args(), [instance_view("stopped"), az_error("vm deallocate", *FORBIDDEN)]
+    )
+
+    assert result.exit_code == 1
+    assert result.calls == [IV, DEALLOCATE]
+    assert result.stderr.splitlines()[:2] == [
+        f"capture.sh: error: deallocating VM '{VM}' failed (permanent error, not retried):",
+        f"ERROR: (AuthorizationFailed) {FORBIDDEN[1]}",
+    ]
+    assert "retrying" not in result.stdout
+
+
+def test_vm_not_found_fails_fast(tmp_path: Path) -> None:
+    result = run_script(tmp_path, capture_args(), [az_error("vm get-instance-view", *NOT_FOUND)])
+
+    assert result.exit_code == 1
+    assert result.calls == [IV]
+    assert (
+        f"reading the instance view of VM '{VM}' failed (permanent error, not retried)"
+        in result.stderr
+    )
+    assert f"ERROR: (ResourceNotFound) {NOT_FOUND[1]}" in result.stderr
+
+
+def test_not_logged_in_fails_fast_with_the_login_hint(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [az_plain_error("vm get-instance-view", "Please run 'az login' to setup account.")],
+    )
+
+    assert result.exit_code == 1
+    assert result.calls == [IV]
+    assert "ERROR: Please run 'az login' to setup account." in result.stderr
+
+
+def test_unrecognised_error_is_not_retried(tmp_path: Path) -> None:
+    message = (
+        f"Operation 'generalize' is not allowed on VM '{VM}' since the VM is running. "
+        "Please power off the VM and try again."
+    )
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [instance_view("deallocated"), az_error("vm generalize", "OperationNotAllowed", message)],
+    )
+
+    assert result.exit_code == 1
+    assert result.calls == [IV, GENERALIZE]
+    assert f"ERROR: (OperationNotAllowed) {message}" in result.stderr
+
+
+def test_az_missing_from_path_is_reported(tmp_path: Path) -> None:
+    bin_dir = make_bin(tmp_path, with_az=False)
+    for tool in ("grep", "mktemp", "rm"):
+        found = shutil.which(tool)
+        assert found is not None
+        (bin_dir / tool).symlink_to(found)
+
+    result = run_script(tmp_path, capture_args(), path=str(bin_dir))
+
+    assert result.exit_code == 1
+    assert result.calls == []
+    assert result.stderr == "capture.sh: error: the Azure CLI 'az' is not on PATH\n"
+
+
+# --- capture: the guest never powers off --------------------------------------
+
+
+def test_vm_that_never_stops_times_out_with_a_hint(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [instance_view("running")] * 4,
+        {"CAPTURE_STOP_TIMEOUT_SECONDS": "3", "CAPTURE_POLL_SECONDS": "1"},
+    )
+
+    assert result.exit_code == 3
+    assert result.calls == [IV, sleep_line(1), IV, sleep_line(1), IV, sleep_line(1), IV]
+    assert result.stderr == (
+        f"capture.sh: error: VM '{VM}' never stopped: power state is still 'running' after 3s "
+        "(CAPTURE_STOP_TIMEOUT_SECONDS=3). The in-guest generalization or audit probably "
+        "failed; check the run command output and the serial log (boot diagnostics) of "
+        f"VM '{VM}'.\n"
+    )
+
+
+def test_last_poll_is_shortened_to_land_on_the_timeout(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [instance_view("running")] * 4,
+        {"CAPTURE_STOP_TIMEOUT_SECONDS": "5", "CAPTURE_POLL_SECONDS": "2"},
+    )
+
+    assert result.exit_code == 3
+    assert [line for line in result.calls if line.startswith("sleep")] == [
+        sleep_line(2),
+        sleep_line(2),
+        sleep_line(1),
+    ]
+    assert "after 5s" in result.stderr
+
+
+# --- usage errors -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "missing action: expected 'capture' or 'delete'"),
+        (
+            ["generalize", "--resource-group", RG, "--vm", VM],
+            "unknown action 'generalize': expected 'capture' or 'delete'",
+        ),
+        (["capture", "--vm", VM], "missing required flag --resource-group"),
+        (["capture", "--resource-group", RG], "missing required flag --vm"),
+        (["capture", "--resource-group", RG, "--vm"], "--vm needs a value"),
+        (["capture", "--vm", "--resource-group", RG], "--vm needs a value"),
+        (["capture", "--resource-group", RG, "--vm", ""], "--vm must not be empty"),
+        (["capture", "--resource-group=", "--vm", VM], "--resource-group must not be empty"),
+        (
+            ["capture", "--resource-group", RG, "--vm", VM, "--subscription", ""],
+            "--subscription must not be empty when given",
+        ),
+        (
+            ["capture", "--resource-group", RG, "--vm", VM, "--name", VM],
+            "unknown argument '--name'",
+        ),
+        (["delete", "--resource-group", RG], "missing required flag --vm"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_flag(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = run_script(tmp_path, args)
+
+    assert result.exit_code == 2
+    assert result.calls == []
+    assert result.stderr.splitlines()[0] == f"capture.sh: usage error: {message}"
+    assert "usage: capture.sh capture --resource-group RG --vm NAME" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "CAPTURE_STOP_TIMEOUT_SECONDS",
+        "CAPTURE_POLL_SECONDS",
+        "CAPTURE_MAX_TRIES",
+        "CAPTURE_BACKOFF_SECONDS",
+    ],
+)
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "1.5", "10s", "1234567890"])
+def test_bad_environment_exits_2_naming_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    result = run_script(tmp_path, capture_args(), env={variable: value})
+
+    assert result.exit_code == 2
+    assert result.calls == []
+    assert result.stderr.splitlines()[0] == (
+        f"capture.sh: usage error: {variable} must be a positive integer "
+        f"(at most 999999999), got '{value}'"
+    )
+
+
+def test_defaults_apply_when_the_environment_is_unset(tmp_path: Path) -> None:
+    unset = {
+        key: ""
+        for key in (
+            "CAPTURE_STOP_TIMEOUT_SECONDS",
+            "CAPTURE_POLL_SECONDS",
+            "CAPTURE_MAX_TRIES",
+            "CAPTURE_BACKOFF_SECONDS",
+        )
+    }
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [
+            instance_view("running"),
+            az_error("vm get-instance-view", *THROTTLED),
+            instance_view("stopped"),
+            ok("vm deallocate"),
+            ok("vm generalize"),
+        ],
+        unset,
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [IV, sleep_line(15), IV, sleep_line(10), IV, DEALLOCATE, GENERALIZE]
+    assert "waiting up to 1800s" in result.stdout
+    assert "transient error on try 1/6" in result.stdout
+
+
+def test_help_prints_usage_and_succeeds(tmp_path: Path) -> None:
+    result = run_script(tmp_path, ["--help"])
+
+    assert result.exit_code == 0
+    assert result.stdout.startswith("usage: capture.sh capture --resource-group RG --vm NAME")
+    assert result.calls == []
+
+
+# --- delete -------------------------------------------------------------------
+
+
+def test_delete_touches_nothing_and_says_so(tmp_path: Path) -> None:
+    result = run_script(tmp_path, ["delete", "--resource-group", RG, "--vm", VM])
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == []
+    assert result.stdout == (
+        f"capture.sh: delete: leaving VM '{VM}' in resource group '{RG}' untouched; "
+        "a generalized VM cannot be un-generalized, and deleting the VM resource removes it\n"
+    )
+
+
+def test_delete_ignores_capture_limits_so_destroy_is_never_blocked(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        ["delete", "--resource-group", RG, "--vm", VM],
+        env={"CAPTURE_POLL_SECONDS": "0"},
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == []
+
+
+# --- the script itself --------------------------------------------------------
+
+
+def test_script_is_shellcheck_clean() -> None:
+    # The project venv ships shellcheck next to its python.
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which(
+        "shellcheck"
+    )
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed")
+    proc = subprocess.run(
+        [shellcheck, "-x", str(SCRIPT)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
