@@ -548,3 +548,14 @@ def test_script_is_shellcheck_clean() -> None:
         [shellcheck, "-x", str(SCRIPT)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_fake_az_rejects_calls_the_scenario_does_not_script(tmp_path: Path) -> None:
+    # An extra or out-of-order call must fail loudly, or the sequence checks above prove nothing.
+    result = run_script(tmp_path, capture_args(), [instance_view("stopped"), ok("vm generalize")])
+
+    assert result.exit_code == 1
+    assert result.calls == [IV, DEALLOCATE]
+    assert "fake az: call #2 was 'vm deallocate', scenario expected 'vm generalize'" in (
+        result.stderr
+    )
