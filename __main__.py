@@ -1,0 +1,183 @@
+"""Image factory: build, generalize, capture, publish and consume custom Azure VM images.
+
+This file only wires components together; settings, names and scripts live in
+imagefactory/, each lifecycle stage in components/.
+"""
+
+import pulumi
+from pulumi_azure_native import authorization
+
+from components import protection_options
+from components.build import BuildPlacement, ImageBuild
+from components.consumers import ImageChoice, ScaleSetConsumer, VmGroupConsumer
+from components.gallery import Gallery
+from components.groups import ResourceGroups
+from components.image_version import ImageVersion
+from components.network import build_network, consumer_network
+from imagefactory import contract, naming, stackconfig
+from imagefactory.settings import LATEST, ScaleSet
+
+settings = stackconfig.settings()
+stack = pulumi.get_stack()
+names = settings.names
+location = settings.location
+tags = naming.tags(settings.tags, stack=stack)
+builds_active = any(v.builder == "active" for i in settings.images for v in i.versions)
+subscription_id = authorization.get_client_config_output().subscription_id
+
+groups = ResourceGroups(
+    "groups",
+    names=names,
+    location=location,
+    consumer_regions=[c.region for c in settings.consumers()],
+    with_build=builds_active,
+    tags=tags,
+    build_tags=naming.tags(settings.tags, stack=stack, temporary=True),
+)
+images_group = groups.images.name
+
+placement = None
+if groups.build is not None:
+    net = settings.network
+    builders_net = build_network(
+        "build-network",
+        resource_group_name=groups.build.name,
+        location=location,
+        vnet_name=names.build_vnet,
+        nsg_name=names.build_nsg,
+        subnet_name=names.build_subnet,
+        address_space=net.builder_address_space,
+        subnet_prefix=net.builder_subnet,
+        tags=naming.tags(settings.tags, stack=stack, temporary=True),
+    )
+    placement = BuildPlacement(
+        names, location, groups.build.name, images_group, builders_net.subnet.id
+    )
+
+protection = protection_options(settings.protection)
+gallery = Gallery(
+    "gallery",
+    gallery_name=settings.gallery.name,
+    description=settings.gallery.description,
+    images=settings.images,
+    sharing=settings.gallery.sharing,
+    subscription_id=subscription_id,
+    resource_group_name=images_group,
+    location=location,
+    protection=protection,
+    tags=tags,
+)
+
+published: dict[tuple[str, str], ImageVersion] = {}
+image_outputs: dict[str, dict[str, object]] = {}
+for image in settings.images:
+    version_outputs: dict[str, object] = {}
+    for spec in image.versions:
+        key = f"{image.name}-{spec.version}"
+        builder_tl = settings.builder_for(image).security_type == "TrustedLaunch"
+        build = None
+        if spec.builder == "active":
+            assert placement is not None
+            build = ImageBuild(
+                f"build-{key}",
+                image=image,
+                version=spec,
+                settings=settings,
+                placement=placement,
+                tags=naming.tags(
+                    settings.tags,
+                    stack=stack,
+                    image=image.name,
+                    version=spec.version,
+                    temporary=True,
+                ),
+            )
+        # The source id is built from names, so it stays the same after the builder retires.
+        source_id = subscription_id.apply(
+            lambda sub, image=image, spec=spec, tl=builder_tl: (
+                naming.virtual_machine_id(
+                    sub, names.build_group, names.builder_vm(image.name, spec.version, image.os)
+                )
+                if tl
+                else naming.managed_image_id(
+                    sub, names.images_group, names.managed_image(image.name, spec.version)
+                )
+            )
+        )
+        version = ImageVersion(
+            f"version-{key}",
+            spec=spec,
+            definition=gallery.definitions[image.name],
+            gallery_name=gallery.gallery.name,
+            resource_group_name=images_group,
+            location=location,
+            source_id=source_id,
+            source_is_vm=builder_tl,
+            built_by=[build.done] if build else [],
+            replication_timeout_minutes=settings.replication_timeout_minutes,
+            protection=protection,
+            tags=naming.tags(settings.tags, stack=stack, image=image.name, version=spec.version),
+        )
+        published[(image.name, spec.version)] = version
+        managed = build.managed_image if build else None
+        version_outputs[spec.version] = {
+            contract.VERSION_ID: version.version.id,
+            contract.REGIONS: [t.name for t in spec.regions],
+            contract.MANAGED_IMAGE_ID: managed.image.id if managed else None,
+        }
+    newest = image.newest()
+    image_outputs[image.name] = {
+        contract.DEFINITION_ID: gallery.definitions[image.name].id,
+        contract.OS: image.os,
+        contract.GENERATION: image.generation,
+        contract.LATEST_VERSION: newest.version if newest else None,
+        contract.VERSIONS: version_outputs,
+    }
+
+consumer_nets = {
+    region: consumer_network(
+        f"consumers-{region}",
+        resource_group_name=group.name,
+        location=region,
+        vnet_name=names.consumer_vnet(region),
+        nsg_name=names.consumer_nsg(region),
+        address_space=settings.network.consumer_address_space,
+        subnet_prefix=settings.network.consumer_subnet,
+        tags=tags,
+    )
+    for region, group in groups.consumers.items()
+}
+for consumer in settings.consumers():
+    image = settings.image(consumer.image)
+    chosen = image.find(consumer.version)
+    assert chosen is not None  # settings refuse consumers of unknown versions
+    version = published[(image.name, chosen.version)]
+    choice = ImageChoice(
+        image=image,
+        # "latest" is the definition's id: new VMs take the newest version not excluded
+        # from latest, so they must wait for that version to exist.
+        image_id=(
+            gallery.definitions[image.name].id if consumer.version == LATEST else version.version.id
+        ),
+        version_label=(
+            f"latest ({chosen.version})" if consumer.version == LATEST else chosen.version
+        ),
+        waits_for=version.version,
+    )
+    common = {
+        "choice": choice,
+        "names": names,
+        "admin_username": settings.builder.admin_username,
+        "resource_group_name": groups.consumers[consumer.region].name,
+        "subnet_id": consumer_nets[consumer.region].subnet.id,
+        "tags": tags,
+    }
+    if isinstance(consumer, ScaleSet):
+        ScaleSetConsumer(f"scaleset-{consumer.name}", spec=consumer, **common)  # type: ignore[arg-type]
+    else:
+        VmGroupConsumer(f"vmgroup-{consumer.name}", spec=consumer, **common)  # type: ignore[arg-type]
+
+pulumi.export(contract.GALLERY_ID, gallery.gallery.id)
+pulumi.export(contract.GALLERY_NAME, gallery.gallery.name)
+pulumi.export(contract.GALLERY_RESOURCE_GROUP, images_group)
+pulumi.export(contract.IMAGES, image_outputs)

@@ -1,0 +1,155 @@
+"""One version's build: builder VM -> provisioning -> generalization -> managed image."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+
+from components.builder import BuilderArgs, BuilderVm
+from components.generalization import Generalization
+from components.managed_image import ManagedImage
+from components.provisioning import Provisioning
+from imagefactory import scripts
+from imagefactory.naming import Names
+from imagefactory.settings import Image, Settings, Version
+
+
+def fingerprint(image: Image, settings: Settings, steps: list[scripts.Step]) -> str:
+    """A digest of everything that shapes what the builder bakes into the image."""
+    builder = settings.builder_for(image)
+    shape = {
+        "os": image.os,
+        "generation": image.generation,
+        "base": image.base.urn(),
+        "builder": builder.model_dump(),
+        "steps": [hashlib.sha256(s.source.encode()).hexdigest() for s in steps],
+    }
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class BuildPlacement:
+    """Where builds happen: shared by every build of the stack."""
+
+    names: Names
+    location: str
+    build_group: pulumi.Input[str]
+    images_group: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+
+
+class ImageBuild(pulumi.ComponentResource):
+    """Everything temporary that one version needs; retiring the builder removes it all.
+
+    Published versions are not children of this component, so their URNs do not change
+    when it goes away.
+    """
+
+    builder: BuilderVm
+    managed_image: ManagedImage | None
+    done: pulumi.Resource
+    """What the gallery version waits for: the managed image, or the capture command."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        image: Image,
+        version: Version,
+        settings: Settings,
+        placement: BuildPlacement,
+        tags: Mapping[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("imagefactory:build:ImageBuild", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        names = placement.names
+        builder = settings.builder_for(image)
+        admin = settings.builder.admin_username
+        steps = scripts.guest_steps(
+            os=image.os,
+            provision=image.script_paths,
+            image=image.name,
+            version=version.version,
+            base_image=image.base.urn(),
+            build_user=admin,
+        )
+        vm_name = names.builder_vm(image.name, version.version, image.os)
+        self.builder = BuilderVm(
+            f"{name}-builder",
+            BuilderArgs(
+                os=image.os,
+                generation=image.generation,
+                base_image=image.base,
+                builder=builder,
+                vm_name=vm_name,
+                nic_name=names.builder_nic(image.name, version.version),
+                admin_username=admin,
+                resource_group_name=placement.build_group,
+                location=placement.location,
+                subnet_id=placement.subnet_id,
+                public_ip=settings.builder.public_ip,
+                fingerprint=fingerprint(image, settings, steps),
+                tags=tags,
+            ),
+            opts=child,
+        )
+        vm = self.builder.vm
+        timeout = settings.builder.run_command_timeout_minutes * 60
+        provisioning = Provisioning(
+            f"{name}-provision",
+            steps=steps[:-1],
+            vm=vm,
+            resource_group_name=placement.build_group,
+            location=placement.location,
+            timeout_seconds=timeout,
+            tags=tags,
+            opts=child,
+        )
+        capture = settings.capture
+        generalization = Generalization(
+            f"{name}-generalize",
+            step=steps[-1],
+            step_index=len(steps),
+            capture=scripts.capture_command(
+                resource_group=names.build_group,
+                vm_name=vm_name,
+                stop_timeout_seconds=capture.stop_timeout_seconds,
+                poll_seconds=capture.poll_seconds,
+                max_tries=capture.max_tries,
+                backoff_seconds=capture.backoff_seconds,
+            ),
+            vm=vm,
+            after=provisioning.last,
+            resource_group_name=placement.build_group,
+            location=placement.location,
+            timeout_seconds=timeout,
+            tags=tags,
+            opts=child,
+        )
+        self.managed_image = None
+        self.done = generalization.capture
+        if builder.security_type != "TrustedLaunch":
+            # Azure refuses managed images of Trusted Launch VMs; those publish from the VM.
+            self.managed_image = ManagedImage(
+                f"{name}-capture",
+                image_name=names.managed_image(image.name, version.version),
+                vm=vm,
+                generation=image.generation,
+                resource_group_name=placement.images_group,
+                location=placement.location,
+                captured=generalization.capture,
+                tags=tags,
+                opts=child,
+            )
+            self.done = self.managed_image.image
+        self.register_outputs(
+            {
+                "vmId": vm.vm_id,
+                "managedImageId": self.managed_image.image.id if self.managed_image else None,
+            }
+        )

@@ -1,0 +1,173 @@
+"""The builder VM: a marketplace image on a private NIC, with generated credentials."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_random as random
+import pulumi_tls as tls
+from pulumi_azure_native import compute, network
+
+from imagefactory.settings import BaseImage, Builder, Generation, OsType
+
+
+@dataclass(frozen=True)
+class BuilderArgs:
+    """What one builder VM is made of (all required; defaults live in settings)."""
+
+    os: OsType
+    generation: Generation
+    base_image: BaseImage
+    builder: Builder
+    vm_name: str
+    nic_name: str
+    admin_username: str
+    resource_group_name: pulumi.Input[str]
+    location: str
+    subnet_id: pulumi.Input[str]
+    public_ip: bool
+    fingerprint: str
+    """Digest of everything that shapes the built image; a new one builds a new VM."""
+    tags: Mapping[str, str]
+
+
+class BuilderVm(pulumi.ComponentResource):
+    """A VM to configure once and capture; temporary, tagged so a leaked one is easy to find."""
+
+    vm: compute.VirtualMachine
+    nic: network.NetworkInterface
+
+    def __init__(
+        self, name: str, args: BuilderArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("imagefactory:build:BuilderVm", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {**args.tags, "imagefactory-build": args.fingerprint}
+
+        public_ip = None
+        if args.public_ip:
+            public_ip = network.PublicIPAddress(
+                f"{name}-pip",
+                resource_group_name=args.resource_group_name,
+                location=args.location,
+                sku=network.PublicIPAddressSkuArgs(name="Standard"),
+                public_ip_allocation_method="Static",
+                tags=tags,
+                opts=child,
+            )
+        self.nic = network.NetworkInterface(
+            f"{name}-nic",
+            network_interface_name=args.nic_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            ip_configurations=[
+                network.NetworkInterfaceIPConfigurationArgs(
+                    name="primary",
+                    primary=True,
+                    private_ip_allocation_method="Dynamic",
+                    subnet=network.SubnetArgs(id=args.subnet_id),
+                    public_ip_address=(
+                        network.PublicIPAddressArgs(id=public_ip.id) if public_ip else None
+                    ),
+                )
+            ],
+            tags=tags,
+            opts=child,
+        )
+
+        if args.os == "linux":
+            key = tls.PrivateKey(f"{name}-ssh", algorithm="RSA", rsa_bits=4096, opts=child)
+            os_profile = compute.OSProfileArgs(
+                computer_name=args.vm_name,
+                admin_username=args.admin_username,
+                linux_configuration=compute.LinuxConfigurationArgs(
+                    disable_password_authentication=True,
+                    provision_vm_agent=True,
+                    ssh=compute.SshConfigurationArgs(
+                        public_keys=[
+                            compute.SshPublicKeyArgs(
+                                path=f"/home/{args.admin_username}/.ssh/authorized_keys",
+                                key_data=key.public_key_openssh,
+                            )
+                        ]
+                    ),
+                ),
+            )
+        else:
+            password = random.RandomPassword(
+                f"{name}-password",
+                length=28,
+                special=True,
+                override_special="!#%*-_+=?",
+                min_lower=2,
+                min_upper=2,
+                min_numeric=2,
+                min_special=2,
+                opts=child,
+            )
+            os_profile = compute.OSProfileArgs(
+                computer_name=args.vm_name,
+                admin_username=args.admin_username,
+                admin_password=password.result,
+                windows_configuration=compute.WindowsConfigurationArgs(
+                    provision_vm_agent=True,
+                    enable_automatic_updates=False,
+                ),
+            )
+
+        security = None
+        if args.builder.security_type == "TrustedLaunch":
+            security = compute.SecurityProfileArgs(
+                security_type="TrustedLaunch",
+                uefi_settings=compute.UefiSettingsArgs(
+                    secure_boot_enabled=True, v_tpm_enabled=True
+                ),
+            )
+
+        base = args.base_image
+        self.vm = compute.VirtualMachine(
+            f"{name}-vm",
+            vm_name=args.vm_name,
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            hardware_profile=compute.HardwareProfileArgs(vm_size=args.builder.vm_size),
+            network_profile=compute.NetworkProfileArgs(
+                network_interfaces=[
+                    compute.NetworkInterfaceReferenceArgs(
+                        id=self.nic.id, primary=True, delete_option="Delete"
+                    )
+                ]
+            ),
+            os_profile=os_profile,
+            storage_profile=compute.StorageProfileArgs(
+                image_reference=compute.ImageReferenceArgs(
+                    publisher=base.publisher, offer=base.offer, sku=base.sku, version=base.version
+                ),
+                os_disk=compute.OSDiskArgs(
+                    create_option="FromImage",
+                    delete_option="Delete",
+                    caching="ReadWrite",
+                    disk_size_gb=args.builder.os_disk_size_gb,
+                    managed_disk=compute.ManagedDiskParametersArgs(
+                        storage_account_type=args.builder.os_disk_type
+                    ),
+                ),
+            ),
+            security_profile=security,
+            # Managed boot diagnostics keep the serial log when in-guest generalization fails.
+            diagnostics_profile=compute.DiagnosticsProfileArgs(
+                boot_diagnostics=compute.BootDiagnosticsArgs(enabled=True)
+            ),
+            tags=tags,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # A changed build (base image, scripts, size) needs a fresh VM: the old
+                # one is generalized and cannot run anything again. Same name, so the old
+                # one must go first.
+                replacement_trigger=args.fingerprint,
+                delete_before_replace=True,
+            ),
+        )
+        self.register_outputs({"vmId": self.vm.vm_id, "id": self.vm.id})

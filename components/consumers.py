@@ -1,0 +1,281 @@
+"""Consumers of the images: scale sets and groups of identical VMs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_random as random
+import pulumi_tls as tls
+from pulumi_azure_native import compute, network
+
+from imagefactory.naming import Names
+from imagefactory.settings import Image, ScaleSet, VmGroup
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """The image a consumer runs: a pinned version's id, or the definition's id for latest."""
+
+    image: Image
+    image_id: pulumi.Input[str]
+    version_label: str
+    """'1.2.0', or 'latest (1.2.0)' when following the definition."""
+    waits_for: pulumi.Resource
+    """The version that must exist first; for latest the newest one."""
+
+
+def _trusted_launch(image: Image) -> bool:
+    return image.generation == "V2" and image.security_type in (
+        "TrustedLaunch",
+        "TrustedLaunchSupported",
+        "TrustedLaunchAndConfidentialVmSupported",
+    )
+
+
+def _credentials(owner: pulumi.Resource, name: str, image: Image) -> dict[str, pulumi.Input]:
+    """Generated admin credentials; secrets in state, never exported."""
+    child = pulumi.ResourceOptions(parent=owner)
+    if image.os == "linux":
+        key = tls.PrivateKey(f"{name}-ssh", algorithm="RSA", rsa_bits=4096, opts=child)
+        return {"ssh_public_key": key.public_key_openssh}
+    password = random.RandomPassword(
+        f"{name}-password",
+        length=28,
+        special=True,
+        override_special="!#%*-_+=?",
+        min_lower=2,
+        min_upper=2,
+        min_numeric=2,
+        min_special=2,
+        opts=child,
+    )
+    return {"admin_password": password.result}
+
+
+def _os_configuration(
+    image: Image, admin: str, creds: Mapping[str, pulumi.Input]
+) -> dict[str, object]:
+    if image.os == "linux":
+        return {
+            "linux_configuration": compute.LinuxConfigurationArgs(
+                disable_password_authentication=True,
+                provision_vm_agent=True,
+                ssh=compute.SshConfigurationArgs(
+                    public_keys=[
+                        compute.SshPublicKeyArgs(
+                            path=f"/home/{admin}/.ssh/authorized_keys",
+                            key_data=creds["ssh_public_key"],
+                        )
+                    ]
+                ),
+            )
+        }
+    return {
+        "admin_password": creds["admin_password"],
+        "windows_configuration": compute.WindowsConfigurationArgs(
+            provision_vm_agent=True, enable_automatic_updates=True
+        ),
+    }
+
+
+class ScaleSetConsumer(pulumi.ComponentResource):
+    """A scale set from a gallery image, with a health extension so rolling upgrades work."""
+
+    scale_set: compute.VirtualMachineScaleSet
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        spec: ScaleSet,
+        choice: ImageChoice,
+        names: Names,
+        admin_username: str,
+        resource_group_name: pulumi.Input[str],
+        subnet_id: pulumi.Input[str],
+        tags: Mapping[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("imagefactory:consume:ScaleSet", name, None, opts)
+        image = choice.image
+        creds = _credentials(self, name, image)
+        health = compute.VirtualMachineScaleSetExtensionArgs(
+            name="health",
+            publisher="Microsoft.ManagedServices",
+            type="ApplicationHealthLinux" if image.os == "linux" else "ApplicationHealthWindows",
+            type_handler_version="1.0",
+            auto_upgrade_minor_version=True,
+            settings={
+                "protocol": "http",
+                "port": spec.health_port,
+                "requestPath": spec.health_path,
+            },
+        )
+        rolling = None
+        if spec.upgrade_policy == "Rolling":
+            rolling = compute.RollingUpgradePolicyArgs(
+                max_batch_instance_percent=20,
+                max_unhealthy_instance_percent=20,
+                max_unhealthy_upgraded_instance_percent=20,
+                pause_time_between_batches="PT0S",
+            )
+        security = (
+            compute.SecurityProfileArgs(
+                security_type="TrustedLaunch",
+                uefi_settings=compute.UefiSettingsArgs(
+                    secure_boot_enabled=True, v_tpm_enabled=True
+                ),
+            )
+            if _trusted_launch(image)
+            else None
+        )
+        self.scale_set = compute.VirtualMachineScaleSet(
+            f"{name}-vmss",
+            vm_scale_set_name=names.scale_set(spec.name, image.os),
+            resource_group_name=resource_group_name,
+            location=spec.region,
+            sku=compute.SkuArgs(name=spec.sku, tier="Standard", capacity=spec.capacity),
+            orchestration_mode="Uniform",
+            overprovision=False,
+            upgrade_policy=compute.UpgradePolicyArgs(
+                mode=spec.upgrade_policy, rolling_upgrade_policy=rolling
+            ),
+            virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
+                os_profile=compute.VirtualMachineScaleSetOSProfileArgs(
+                    computer_name_prefix=names.computer_name_prefix(spec.name, image.os),
+                    admin_username=admin_username,
+                    **_os_configuration(image, admin_username, creds),  # type: ignore[arg-type]
+                ),
+                storage_profile=compute.VirtualMachineScaleSetStorageProfileArgs(
+                    image_reference=compute.ImageReferenceArgs(id=choice.image_id),
+                    os_disk=compute.VirtualMachineScaleSetOSDiskArgs(
+                        create_option="FromImage",
+                        caching="ReadWrite",
+                        managed_disk=compute.VirtualMachineScaleSetManagedDiskParametersArgs(
+                            storage_account_type="StandardSSD_LRS"
+                        ),
+                    ),
+                ),
+                network_profile=compute.VirtualMachineScaleSetNetworkProfileArgs(
+                    network_interface_configurations=[
+                        compute.VirtualMachineScaleSetNetworkConfigurationArgs(
+                            name="primary",
+                            primary=True,
+                            ip_configurations=[
+                                compute.VirtualMachineScaleSetIPConfigurationArgs(
+                                    name="primary",
+                                    primary=True,
+                                    subnet=compute.ApiEntityReferenceArgs(id=subnet_id),
+                                )
+                            ],
+                        )
+                    ]
+                ),
+                extension_profile=compute.VirtualMachineScaleSetExtensionProfileArgs(
+                    extensions=[health]
+                ),
+                security_profile=security,
+            ),
+            tags={
+                **tags,
+                "imagefactory-image": image.name,
+                "imagefactory-version": choice.version_label,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[choice.waits_for]),
+        )
+        self.register_outputs({"id": self.scale_set.id})
+
+
+class VmGroupConsumer(pulumi.ComponentResource):
+    """`count` identical VMs with unique names, like `az vm create --count`."""
+
+    vms: list[compute.VirtualMachine]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        spec: VmGroup,
+        choice: ImageChoice,
+        names: Names,
+        admin_username: str,
+        resource_group_name: pulumi.Input[str],
+        subnet_id: pulumi.Input[str],
+        tags: Mapping[str, str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("imagefactory:consume:VmGroup", name, None, opts)
+        image = choice.image
+        creds = _credentials(self, name, image)
+        child = pulumi.ResourceOptions(parent=self)
+        security = (
+            compute.SecurityProfileArgs(
+                security_type="TrustedLaunch",
+                uefi_settings=compute.UefiSettingsArgs(
+                    secure_boot_enabled=True, v_tpm_enabled=True
+                ),
+            )
+            if _trusted_launch(image)
+            else None
+        )
+        self.vms = []
+        for index in range(spec.count):
+            vm_name = names.group_vm(spec.name, index, image.os)
+            nic = network.NetworkInterface(
+                f"{name}-{index:03d}-nic",
+                network_interface_name=names.group_nic(spec.name, index),
+                resource_group_name=resource_group_name,
+                location=spec.region,
+                ip_configurations=[
+                    network.NetworkInterfaceIPConfigurationArgs(
+                        name="primary",
+                        primary=True,
+                        private_ip_allocation_method="Dynamic",
+                        subnet=network.SubnetArgs(id=subnet_id),
+                    )
+                ],
+                tags=dict(tags),
+                opts=child,
+            )
+            self.vms.append(
+                compute.VirtualMachine(
+                    f"{name}-{index:03d}",
+                    vm_name=vm_name,
+                    resource_group_name=resource_group_name,
+                    location=spec.region,
+                    hardware_profile=compute.HardwareProfileArgs(vm_size=spec.size),
+                    network_profile=compute.NetworkProfileArgs(
+                        network_interfaces=[
+                            compute.NetworkInterfaceReferenceArgs(
+                                id=nic.id, primary=True, delete_option="Delete"
+                            )
+                        ]
+                    ),
+                    os_profile=compute.OSProfileArgs(
+                        computer_name=vm_name,
+                        admin_username=admin_username,
+                        **_os_configuration(image, admin_username, creds),  # type: ignore[arg-type]
+                    ),
+                    storage_profile=compute.StorageProfileArgs(
+                        image_reference=compute.ImageReferenceArgs(id=choice.image_id),
+                        os_disk=compute.OSDiskArgs(
+                            create_option="FromImage",
+                            delete_option="Delete",
+                            caching="ReadWrite",
+                            managed_disk=compute.ManagedDiskParametersArgs(
+                                storage_account_type="StandardSSD_LRS"
+                            ),
+                        ),
+                    ),
+                    security_profile=security,
+                    tags={
+                        **tags,
+                        "imagefactory-image": image.name,
+                        "imagefactory-version": choice.version_label,
+                    },
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[choice.waits_for]),
+                )
+            )
+        self.register_outputs({"vmIds": [vm.id for vm in self.vms]})

@@ -1,0 +1,316 @@
+"""Run the real `__main__.py` for a stack under Pulumi's mock engine: no cloud, no CLI.
+
+The offline plan and the tests both use this. The mocks answer like Azure would where
+the program reads answers back (ARM ids, `name`, the VM's `vmId`), and a recording
+monitor keeps the resource options (parent, depends_on, protect, timeouts) that
+`Mocks.new_resource` never sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import runpy
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+MOCK_SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
+MOCK_TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+
+# type token -> (input holding the physical name, ARM path under the resource group)
+_AZURE: dict[str, tuple[str, str]] = {
+    "azure-native:resources:ResourceGroup": ("resourceGroupName", ""),
+    "azure-native:network:VirtualNetwork": (
+        "virtualNetworkName",
+        "Microsoft.Network/virtualNetworks/{name}",
+    ),
+    "azure-native:network:Subnet": (
+        "subnetName",
+        "Microsoft.Network/virtualNetworks/{virtualNetworkName}/subnets/{name}",
+    ),
+    "azure-native:network:NetworkSecurityGroup": (
+        "networkSecurityGroupName",
+        "Microsoft.Network/networkSecurityGroups/{name}",
+    ),
+    "azure-native:network:NetworkInterface": (
+        "networkInterfaceName",
+        "Microsoft.Network/networkInterfaces/{name}",
+    ),
+    "azure-native:network:PublicIPAddress": (
+        "publicIpAddressName",
+        "Microsoft.Network/publicIPAddresses/{name}",
+    ),
+    "azure-native:compute:VirtualMachine": (
+        "vmName",
+        "Microsoft.Compute/virtualMachines/{name}",
+    ),
+    "azure-native:compute:VirtualMachineRunCommandByVirtualMachine": (
+        "runCommandName",
+        "Microsoft.Compute/virtualMachines/{vmName}/runCommands/{name}",
+    ),
+    "azure-native:compute:Image": ("imageName", "Microsoft.Compute/images/{name}"),
+    "azure-native:compute:Gallery": ("galleryName", "Microsoft.Compute/galleries/{name}"),
+    "azure-native:compute:GalleryImage": (
+        "galleryImageName",
+        "Microsoft.Compute/galleries/{galleryName}/images/{name}",
+    ),
+    "azure-native:compute:GalleryImageVersion": (
+        "galleryImageVersionName",
+        "Microsoft.Compute/galleries/{galleryName}/images/{galleryImageName}/versions/{name}",
+    ),
+    "azure-native:compute:VirtualMachineScaleSet": (
+        "vmScaleSetName",
+        "Microsoft.Compute/virtualMachineScaleSets/{name}",
+    ),
+    "azure-native:authorization:RoleAssignment": ("roleAssignmentName", ""),
+}
+
+
+@dataclass
+class Registered:
+    """One resource as the engine saw it: inputs, answers and options."""
+
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+    parent: str = ""
+    dependencies: list[str] = field(default_factory=list)
+    protect: bool = False
+    retain_on_delete: bool = False
+    delete_before_replace: bool = False
+    replace_with: list[str] = field(default_factory=list)
+    replacement_trigger: Any = None
+    ignore_changes: list[str] = field(default_factory=list)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+
+    def depends_on(self, other: Registered) -> bool:
+        """True when `other` is an explicit dependency (depends_on) of this resource."""
+        return other.urn in self.dependencies
+
+
+@dataclass
+class Run:
+    """What one program run registered and exported."""
+
+    stack: str
+    resources: list[Registered]
+    outputs: dict[str, Any]
+    logs: list[tuple[str, str]]
+
+    def of_type(self, token: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == token]
+
+    def named(self, name: str) -> Registered:
+        found = [r for r in self.resources if r.name == name]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} resources named {name!r}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registered:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def children(self, parent: Registered) -> list[Registered]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+    def ancestors(self, res: Registered) -> Iterator[Registered]:
+        urns = {r.urn: r for r in self.resources}
+        while res.parent in urns:
+            res = urns[res.parent]
+            yield res
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Answers like Azure's control plane, deterministically."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        state = dict(args.inputs)
+        token = args.typ
+        if token in _AZURE:
+            name_key, path = _AZURE[token]
+            name = str(args.inputs.get(name_key) or args.name)
+            state["name"] = name
+            state["id"] = _arm_id(token, name, path, args.inputs)
+            if token == "azure-native:compute:VirtualMachine":
+                state["vmId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, state["id"]))
+            if token == "azure-native:compute:VirtualMachineScaleSet":
+                state["uniqueId"] = str(uuid.uuid5(uuid.NAMESPACE_URL, state["id"]))
+            return state["id"], state
+        if token == "tls:index/privateKey:PrivateKey":
+            fake = uuid.uuid5(uuid.NAMESPACE_URL, args.name).hex
+            state["publicKeyOpenssh"] = f"ssh-rsa AAAAB3NzaC1yc2E{fake} mock\n"
+            state["privateKeyPem"] = f"-----BEGIN RSA PRIVATE KEY-----\n{fake}\n"
+        if token == "random:index/randomPassword:RandomPassword":
+            state["result"] = "Mock-" + uuid.uuid5(uuid.NAMESPACE_URL, args.name).hex[:20]
+        if token == "command:local:Command":
+            state["stdout"] = ""
+            state["stderr"] = ""
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {
+                "subscriptionId": MOCK_SUBSCRIPTION,
+                "tenantId": MOCK_TENANT,
+                "clientId": "00000000-0000-0000-0000-0000000000c1",
+                "objectId": "00000000-0000-0000-0000-0000000000d1",
+            }
+        raise NotImplementedError(f"no mock for invoke {args.token}")
+
+
+def _arm_id(token: str, name: str, path: str, inputs: Mapping[str, Any]) -> str:
+    sub = f"/subscriptions/{MOCK_SUBSCRIPTION}"
+    if token == "azure-native:resources:ResourceGroup":
+        return f"{sub}/resourceGroups/{name}"
+    if token == "azure-native:authorization:RoleAssignment":
+        return f"{inputs['scope']}/providers/Microsoft.Authorization/roleAssignments/{name}"
+    fields = {k: v for k, v in inputs.items() if isinstance(v, str)}
+    return f"{sub}/resourceGroups/{inputs['resourceGroupName']}/providers/" + path.format(
+        name=name, **fields
+    )
+
+
+class _Monitor(mocks.MockMonitor):
+    """MockMonitor that also keeps each registration's options and the stack's outputs."""
+
+    def __init__(self, the_mocks: _Mocks) -> None:
+        super().__init__(the_mocks)
+        self.registered: list[Registered] = []
+        self.stack_outputs: dict[str, Any] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        timeouts = json_format.MessageToDict(request.customTimeouts)
+        self.registered.append(
+            Registered(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                custom=bool(request.custom),
+                inputs=_plain(rpc.deserialize_properties(request.object)),
+                outputs=_plain(self.resources[response.urn].state),
+                id=response.id,
+                parent=request.parent,
+                dependencies=list(request.dependencies),
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                replace_with=list(request.replace_with),
+                replacement_trigger=_plain(
+                    rpc.deserialize_property(json_format.MessageToDict(request.replacement_trigger))
+                )
+                if request.HasField("replacement_trigger")
+                else None,
+                ignore_changes=list(request.ignoreChanges),
+                custom_timeouts={k: v for k, v in timeouts.items() if v},
+                property_dependencies={
+                    k: list(v.urns) for k, v in request.propertyDependencies.items()
+                },
+            )
+        )
+        return response
+
+
+_SECRET = rpc._special_secret_sig  # the wire marker of a secret value
+
+
+def _plain(value: Any) -> Any:
+    """Inputs as plain data: secrets unwrapped to {'secret': value} for the tests to see."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == _SECRET:
+            return {"secret": _plain(value.get("value"))}
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def project_name() -> str:
+    return str(yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"])
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The stack file's config with the project's declared defaults under it."""
+    project = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())
+    name = project["name"]
+    merged: dict[str, Any] = {}
+    for key, decl in (project.get("config") or {}).items():
+        if isinstance(decl, dict) and "default" in decl:
+            merged[key if ":" in key else f"{name}:{key}"] = decl["default"]
+    path = PROJECT_DIR / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no stack file {path.name}; known stacks: {', '.join(stacks())}")
+    merged.update((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+    return merged
+
+
+def stacks() -> list[str]:
+    return sorted(p.name.split(".")[1] for p in PROJECT_DIR.glob("Pulumi.*.yaml"))
+
+
+def _wire(value: Any) -> str:
+    # The engine passes objects and lists as JSON and scalars as strings.
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def run(
+    stack: str,
+    config: Mapping[str, Any] | None = None,
+    *,
+    preview: bool = False,
+) -> Run:
+    """Run `__main__.py` with the stack's config (or `config`, full keys) under mocks.
+
+    Raises pulumi.RunError when the program refuses the config.
+    """
+    values = stack_config(stack) if config is None else dict(config)
+    ctx = contextvars.copy_context()
+    return ctx.run(_run, stack, values, preview)
+
+
+def _run(stack: str, values: Mapping[str, Any], preview: bool) -> Run:
+    # Each run gets its own event loop and root stack, so runs can follow each other.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    settings.ROOT.set(None)
+    runtime_config.set_all_config({k: _wire(v) for k, v in values.items()}, [])
+    the_mocks = _Mocks()
+    monitor = _Monitor(the_mocks)
+    logs: list[tuple[str, str]] = []
+    pulumi.runtime.set_mocks(
+        the_mocks, project=project_name(), stack=stack, preview=preview, monitor=monitor
+    )
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+    program = str(PROJECT_DIR / "__main__.py")
+
+    def body() -> None:
+        runpy.run_path(program, run_name="__main__")
+
+    _sync_await(run_pulumi_func(body))
+    root = settings.get_root_resource()
+    exported = getattr(root, "outputs", {})
+    outputs = _sync_await(pulumi.Output.from_input(exported).future()) if exported else {}
+    return Run(stack=stack, resources=monitor.registered, outputs=outputs or {}, logs=logs)

@@ -1,0 +1,143 @@
+"""Scripts as data: load files from scripts/, hash them, and build what runs them.
+
+The Python side never inlines a script. It reads the file, prepends the parameters as
+variable assignments (so a script behaves the same under Run Command as in a test), and
+hashes the result: an edited script changes the Run Command's input and runs again.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from imagefactory.settings import SCRIPTS_DIR, OsType
+
+CAPTURE_SCRIPT = "azure/capture.sh"
+LINUX_AUDIT = "linux/audit.sh"
+LINUX_GENERALIZE = "linux/generalize.sh"
+WINDOWS_AUDIT = "windows/audit.ps1"
+WINDOWS_GENERALIZE = "windows/generalize.ps1"
+
+
+@dataclass(frozen=True)
+class Script:
+    """One file under scripts/, read once."""
+
+    path: str
+    """Path relative to scripts/, e.g. 'linux/generalize.sh'."""
+    content: str
+    sha256: str
+
+
+@functools.cache
+def load(path: str) -> Script:
+    """Read a script once per process (the program and its tests ask for the same files)."""
+    content = (SCRIPTS_DIR / path).read_text(encoding="utf-8")
+    return Script(path, content, hashlib.sha256(content.encode()).hexdigest())
+
+
+def _ps_quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def render(script: Script, os: OsType, env: Mapping[str, str], args: Sequence[str] = ()) -> str:
+    """The text a Run Command executes: a parameter header, then the file unchanged."""
+    if os == "linux":
+        lines = ["#!/bin/bash", f"# imagefactory: scripts/{script.path} sha256:{script.sha256}"]
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+        if args:
+            lines.append("set -- " + " ".join(shlex.quote(a) for a in args))
+    else:
+        lines = [f"# imagefactory: scripts/{script.path} sha256:{script.sha256}"]
+        lines += [f"$env:{k} = {_ps_quote(v)}" for k, v in env.items()]
+        if args:
+            raise ValueError("PowerShell steps take parameters as environment variables only")
+    return "\n".join(lines) + "\n" + script.content
+
+
+@dataclass(frozen=True)
+class Step:
+    """One in-guest step of a build, run through managed Run Command."""
+
+    name: str
+    """Short label, e.g. '10-base' or 'generalize'."""
+    script: Script
+    source: str
+    """The rendered text the VM runs."""
+
+
+def guest_steps(
+    *,
+    os: OsType,
+    provision: Sequence[str],
+    image: str,
+    version: str,
+    base_image: str,
+    build_user: str,
+) -> list[Step]:
+    """Provision scripts in order, then the secret audit, then in-guest generalization."""
+    env = {
+        "IMAGE_NAME": image,
+        "IMAGE_VERSION": version,
+        "BASE_IMAGE": base_image,
+        "BUILD_USERS": build_user,
+    }
+    steps = []
+    for path in provision:
+        script = load(path)
+        name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        steps.append(Step(name, script, render(script, os, env)))
+    if os == "linux":
+        audit = load(LINUX_AUDIT)
+        steps.append(Step("audit", audit, render(audit, os, env, ["--pre-generalize"])))
+        generalize = load(LINUX_GENERALIZE)
+        steps.append(Step("generalize", generalize, render(generalize, os, env)))
+    else:
+        audit = load(WINDOWS_AUDIT)
+        steps.append(Step("audit", audit, render(audit, os, env)))
+        generalize = load(WINDOWS_GENERALIZE)
+        steps.append(Step("generalize", generalize, render(generalize, os, env)))
+    return steps
+
+
+@dataclass(frozen=True)
+class CaptureCommand:
+    """The local command that deallocates the builder and marks it generalized."""
+
+    create: str
+    delete: str
+    environment: dict[str, str]
+    script: Script
+
+
+def capture_command(
+    *,
+    resource_group: str,
+    vm_name: str,
+    stop_timeout_seconds: int,
+    poll_seconds: int,
+    max_tries: int,
+    backoff_seconds: int,
+) -> CaptureCommand:
+    """`az vm deallocate` + `az vm generalize` for one builder, with its limits from config.
+
+    The path stays relative to the project: Pulumi runs programs (and their commands) from
+    the project directory, and an absolute path would differ between machines and show a
+    diff on every checkout.
+    """
+    script = load(CAPTURE_SCRIPT)
+    target = f"--resource-group {shlex.quote(resource_group)} --vm {shlex.quote(vm_name)}"
+    return CaptureCommand(
+        create=f"bash scripts/{CAPTURE_SCRIPT} capture {target}",
+        delete=f"bash scripts/{CAPTURE_SCRIPT} delete {target}",
+        environment={
+            "CAPTURE_STOP_TIMEOUT_SECONDS": str(stop_timeout_seconds),
+            "CAPTURE_POLL_SECONDS": str(poll_seconds),
+            "CAPTURE_MAX_TRIES": str(max_tries),
+            "CAPTURE_BACKOFF_SECONDS": str(backoff_seconds),
+        },
+        script=script,
+    )

@@ -1,0 +1,779 @@
+"""Stack config -> one frozen, typed settings object, checked against Azure's rules.
+
+Every bad value is reported at once, each naming its config key, the value and what is
+allowed, before any resource is registered. Structure and single values are checked by
+pydantic; the rules that relate values (duplicates, regions, references) run afterwards
+over every part that parsed, so one typo does not hide the other mistakes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import ipaddress
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from imagefactory import naming, regions
+
+NAMESPACE = "imagefactory"
+SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
+
+OsType = Literal["linux", "windows"]
+Generation = Literal["V1", "V2"]
+Architecture = Literal["x64", "Arm64"]
+# The definition's SecurityType feature: what VMs created from it may or must use.
+DefinitionSecurity = Literal[
+    "Standard",
+    "TrustedLaunchSupported",
+    "TrustedLaunch",
+    "ConfidentialVmSupported",
+    "TrustedLaunchAndConfidentialVmSupported",
+]
+BuilderSecurity = Literal["Standard", "TrustedLaunch"]
+StorageType = Literal["Standard_LRS", "Standard_ZRS", "Premium_LRS"]
+OsDiskType = Literal[
+    "Standard_LRS", "StandardSSD_LRS", "Premium_LRS", "StandardSSD_ZRS", "Premium_ZRS"
+]
+ReplicationMode = Literal["Full", "Shallow"]
+BuilderState = Literal["active", "retired"]
+UpgradeMode = Literal["Rolling", "Automatic", "Manual"]
+PrincipalType = Literal["User", "Group", "ServicePrincipal", "ForeignGroup", "Device"]
+Protection = Literal["protect", "retainOnDelete", "none"]
+LATEST = "latest"
+
+_VERSION = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
+_VM_SIZE = re.compile(r"^(Standard|Basic)_[A-Za-z0-9_]+$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+DEFAULT_BASE_IMAGES: dict[str, dict[str, str]] = {
+    # Ubuntu 24.04 LTS, Gen2 ("server"; the Gen1 SKU is "server-gen1").
+    "linux": {
+        "publisher": "Canonical",
+        "offer": "ubuntu-24_04-lts",
+        "sku": "server",
+        "version": "latest",
+    },
+    # Windows Server 2022 Datacenter, Gen2.
+    "windows": {
+        "publisher": "MicrosoftWindowsServer",
+        "offer": "WindowsServer",
+        "sku": "2022-datacenter-g2",
+        "version": "latest",
+    },
+}
+SCRIPT_SUFFIX = {"linux": ".sh", "windows": ".ps1"}
+
+
+class ConfigError(Exception):
+    """Stack config that breaks Azure's rules; ``problems`` holds one line per bad value."""
+
+    def __init__(self, problems: Iterable[str]):
+        self.problems = list(problems)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        count = len(self.problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in stack config:"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+def _key(path: Iterable[str | int]) -> str:
+    out = NAMESPACE + ":"
+    first = True
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += part if first else f".{part}"
+        first = False
+    return out
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """'1.2.3' -> (1, 2, 3); raises ValueError naming the rule."""
+    match = _VERSION.match(text)
+    if not match or any(int(p) > naming.INT32_MAX for p in match.groups()):
+        raise ValueError(
+            f"{text!r} is not a gallery image version; expected MAJOR.MINOR.PATCH, "
+            f"each part an integer from 0 to {naming.INT32_MAX}"
+        )
+    major, minor, patch = (int(p) for p in match.groups())
+    return major, minor, patch
+
+
+def _as_str(value: Any) -> Any:
+    # Stack files may hold 1.0 or 2024-01-01 unquoted; YAML then hands us a float or a date.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+Str = Annotated[str, BeforeValidator(_as_str)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
+    )
+
+
+# --- single values ---------------------------------------------------------------------
+
+
+def _check_region(value: str) -> str:
+    if not regions.is_region(value):
+        hint = regions.suggest(value)
+        hint_text = f" (did you mean {hint!r}?)" if hint else ""
+        raise ValueError(
+            f"{value!r} is not an Azure region{hint_text}; use a programmatic region name "
+            "such as 'eastus' or 'westeurope' (az account list-locations -o table)"
+        )
+    return value
+
+
+def _check_slug(value: str, what: str, limit: int) -> str:
+    if not naming.SLUG.match(value) or len(value) > limit:
+        raise ValueError(
+            f"{value!r} is not a valid {what}; use 1-{limit} lower-case letters, digits and "
+            "single hyphens, starting with a letter"
+        )
+    return value
+
+
+def _check_eol(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        dt.date.fromisoformat(value[:10])
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date; use YYYY-MM-DD") from None
+    return value[:10]
+
+
+class BaseImage(_Model):
+    """A marketplace image: publisher:offer:sku:version."""
+
+    publisher: Str
+    offer: Str
+    sku: Str
+    version: Str = "latest"
+
+    def urn(self) -> str:
+        return f"{self.publisher}:{self.offer}:{self.sku}:{self.version}"
+
+
+class Identifier(_Model):
+    """The definition's publisher/offer/sku triple (unique within the gallery)."""
+
+    publisher: Str
+    offer: Str
+    sku: Str
+
+    @field_validator("publisher", "offer", "sku")
+    @classmethod
+    def _part(cls, value: str, info: Any) -> str:
+        limit = {
+            "publisher": naming.IDENTIFIER_PUBLISHER_MAX,
+            "offer": naming.IDENTIFIER_OFFER_MAX,
+            "sku": naming.IDENTIFIER_SKU_MAX,
+        }[info.field_name]
+        if not naming.IDENTIFIER_PART.match(value) or len(value) > limit:
+            raise ValueError(
+                f"{value!r} is not a valid {info.field_name}; use 1-{limit} letters, digits, "
+                "'.', '_' and '-', starting and ending with a letter or digit"
+            )
+        return value
+
+
+class Builder(_Model):
+    """How the builder VM is made. Defaults: the stack-wide `builder` key."""
+
+    vm_size: Str | None = None
+    os_disk_type: OsDiskType | None = None
+    os_disk_size_gb: int | None = Field(default=None, ge=30, le=4095)
+    security_type: BuilderSecurity | None = None
+
+    @field_validator("vm_size")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None and not _VM_SIZE.match(value):
+            raise ValueError(f"{value!r} is not a VM size; expected e.g. 'Standard_D2s_v5'")
+        return value
+
+
+class TargetRegion(_Model):
+    """One replication target of a version."""
+
+    name: Str
+    replicas: int = Field(default=1, ge=1, le=100)
+    storage: StorageType = "Standard_LRS"
+
+    @field_validator("name")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return _check_region(value)
+
+
+class Version(_Model):
+    """One gallery image version, immutable once published."""
+
+    version: Str
+    regions: tuple[TargetRegion, ...] = Field(min_length=1)
+    exclude_from_latest: bool = False
+    end_of_life_date: Str | None = None
+    replication_mode: ReplicationMode = "Full"
+    allow_deletion_of_replicated_locations: bool = False
+    builder: BuilderState = "active"
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        parse_version(value)
+        return value
+
+    @field_validator("end_of_life_date")
+    @classmethod
+    def _eol(cls, value: str | None) -> str | None:
+        return _check_eol(value)
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return parse_version(self.version)
+
+    def replicated_to(self, region: str) -> bool:
+        return any(t.name == region for t in self.regions)
+
+
+class Image(_Model):
+    """One gallery image definition and the versions published from it."""
+
+    name: Str
+    os: OsType
+    generation: Generation = "V2"
+    architecture: Architecture = "x64"
+    security_type: DefinitionSecurity = "TrustedLaunchSupported"
+    identifier: Identifier
+    description: Str | None = None
+    end_of_life_date: Str | None = None
+    base_image: BaseImage | None = None
+    builder: Builder = Builder()
+    scripts: tuple[Str, ...] | None = None
+    versions: tuple[Version, ...] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not naming.DEFINITION_NAME.match(value) or len(value) > naming.DEFINITION_MAX:
+            raise ValueError(
+                f"{value!r} is not a valid image definition name; use 1-"
+                f"{naming.DEFINITION_MAX} letters, digits, '.', '_' and '-', starting and "
+                "ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("end_of_life_date")
+    @classmethod
+    def _eol(cls, value: str | None) -> str | None:
+        return _check_eol(value)
+
+    @property
+    def base(self) -> BaseImage:
+        return self.base_image or BaseImage(**DEFAULT_BASE_IMAGES[self.os])
+
+    @property
+    def script_paths(self) -> tuple[str, ...]:
+        """Provisioning scripts relative to scripts/; default: all of the OS's provision/."""
+        if self.scripts is not None:
+            return self.scripts
+        folder = SCRIPTS_DIR / self.os / "provision"
+        suffix = SCRIPT_SUFFIX[self.os]
+        return tuple(str(p.relative_to(SCRIPTS_DIR)) for p in sorted(folder.glob(f"*{suffix}")))
+
+    def newest(self) -> Version | None:
+        """The version 'latest' resolves to: the highest one not excluded from latest."""
+        eligible = [v for v in self.versions if not v.exclude_from_latest]
+        return max(eligible, key=lambda v: v.key) if eligible else None
+
+    def find(self, version: str) -> Version | None:
+        if version == LATEST:
+            return self.newest()
+        return next((v for v in self.versions if v.version == version), None)
+
+
+class Sharing(_Model):
+    """A principal given Reader on the gallery (e.g. another subscription's deployer)."""
+
+    principal_id: Str
+    principal_type: PrincipalType
+    description: Str | None = None
+
+    @field_validator("principal_id")
+    @classmethod
+    def _guid(cls, value: str) -> str:
+        if not _GUID.match(value):
+            raise ValueError(f"{value!r} is not an object id; expected a GUID")
+        return value.lower()
+
+
+class Gallery(_Model):
+    """The Azure Compute Gallery holding every image."""
+
+    name: Str
+    description: Str = "Custom VM images built by the image factory"
+    sharing: tuple[Sharing, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not naming.GALLERY_NAME.match(value) or len(value) > naming.GALLERY_MAX:
+            raise ValueError(
+                f"{value!r} is not a valid gallery name; use 1-{naming.GALLERY_MAX} letters, "
+                "digits, '_' and '.', starting and ending with a letter or digit (no '-')"
+            )
+        return value
+
+
+class BuilderDefaults(_Model):
+    """Stack-wide builder settings; an image's own `builder` overrides them."""
+
+    vm_size: Str = "Standard_D2s_v5"
+    windows_vm_size: Str = "Standard_D4s_v5"
+    os_disk_type: OsDiskType = "StandardSSD_LRS"
+    os_disk_size_gb: int | None = Field(default=None, ge=30, le=4095)
+    admin_username: Str = "azureuser"
+    public_ip: bool = False
+    run_command_timeout_minutes: int = Field(default=60, ge=1, le=1440)
+
+
+class Capture(_Model):
+    """Limits of the deallocate + generalize command (scripts/azure/capture.sh)."""
+
+    stop_timeout_seconds: int = Field(default=1800, ge=60, le=86400)
+    poll_seconds: int = Field(default=15, ge=1, le=600)
+    max_tries: int = Field(default=6, ge=1, le=50)
+    backoff_seconds: int = Field(default=10, ge=1, le=600)
+
+
+class Network(_Model):
+    """Address spaces; the builder subnet has no inbound rule from the Internet."""
+
+    builder_address_space: Str = "10.42.0.0/16"
+    builder_subnet: Str = "10.42.1.0/24"
+    consumer_address_space: Str = "10.60.0.0/16"
+    consumer_subnet: Str = "10.60.1.0/24"
+
+
+class ScaleSet(_Model):
+    """A scale set deployed from a gallery image."""
+
+    name: Str
+    region: Str
+    image: Str
+    version: Str = LATEST
+    sku: Str = "Standard_B2s"
+    capacity: int = Field(default=2, ge=0, le=1000)
+    upgrade_policy: UpgradeMode = "Rolling"
+    health_port: int = Field(default=80, ge=1, le=65535)
+    health_path: Str = "/"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_slug(value, "scale set name", naming.LINUX_SCALE_SET_MAX)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return _check_region(value)
+
+
+class VmGroup(_Model):
+    """`count` identical VMs with unique names (like `az vm create --count`)."""
+
+    name: Str
+    region: Str
+    image: Str
+    version: Str = LATEST
+    size: Str = "Standard_B2s"
+    count: int = Field(default=1, ge=1, le=100)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_slug(value, "VM group name", 40)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return _check_region(value)
+
+
+class Settings(_Model):
+    """Everything the program needs from one stack's config."""
+
+    location: Str
+    name_prefix: Str
+    protection: Protection = "protect"
+    tags: dict[str, Str] = Field(default_factory=dict)
+    network: Network = Network()
+    builder: BuilderDefaults = BuilderDefaults()
+    capture: Capture = Capture()
+    replication_timeout_minutes: int = Field(default=240, ge=10, le=1440)
+    gallery: Gallery
+    images: tuple[Image, ...] = Field(min_length=1)
+    scale_sets: tuple[ScaleSet, ...] = ()
+    vm_groups: tuple[VmGroup, ...] = ()
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        return _check_region(value)
+
+    @field_validator("name_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return _check_slug(value, "name prefix", 20)
+
+    def image(self, name: str) -> Image:
+        return next(i for i in self.images if i.name == name)
+
+    @property
+    def names(self) -> naming.Names:
+        return naming.Names(self.name_prefix)
+
+    def builder_for(self, image: Image) -> Builder:
+        """The image's builder settings with the stack-wide defaults filled in."""
+        defaults = self.builder
+        own = image.builder
+        size = own.vm_size or (
+            defaults.windows_vm_size if image.os == "windows" else defaults.vm_size
+        )
+        return Builder(
+            vm_size=size,
+            os_disk_type=own.os_disk_type or defaults.os_disk_type,
+            os_disk_size_gb=own.os_disk_size_gb or defaults.os_disk_size_gb,
+            security_type=own.security_type or "Standard",
+        )
+
+    def consumers(self) -> tuple[ScaleSet | VmGroup, ...]:
+        return (*self.scale_sets, *self.vm_groups)
+
+
+# --- pydantic errors -> config-key messages ---------------------------------------------
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model class whose key sits at ``loc`` (for 'unknown key' hints)."""
+    current: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return None
+        current = _unwrap(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """tuple[X, ...] / X | None / Annotated[X, ...] -> X."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated or origin in (tuple, list):
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0]
+        else:
+            return annotation
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = _field_names(parent) if parent else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{_key(loc)}: unknown key{hint}; allowed keys: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"{_key(loc)}: required key is missing"
+    value = error.get("input")
+    message = str(error["msg"])
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+        return f"{_key(loc)}: {message}"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"{_key(loc)}: {value!r} is not allowed; allowed values: {expected}"
+    return f"{_key(loc)}: {value!r}: {message[:1].lower()}{message[1:]}"
+
+
+# --- rules that relate values ------------------------------------------------------------
+
+
+def _duplicates(values: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    dupes: list[str] = []
+    for v in values:
+        if v in seen and v not in dupes:
+            dupes.append(v)
+        seen.add(v)
+    return dupes
+
+
+def _image_rules(i: int, image: Image, location: str | None) -> list[str]:
+    at = ("images", i)
+    problems: list[str] = []
+    builder_tl = image.builder.security_type == "TrustedLaunch"
+    tl_definition = image.security_type != "Standard"
+    if tl_definition and image.generation == "V1":
+        problems.append(
+            f"{_key((*at, 'securityType'))}: {image.security_type!r} needs generation 'V2'; "
+            "Trusted Launch and confidential VMs do not support Gen1 (set generation: V2 or "
+            "securityType: Standard)"
+        )
+    if builder_tl and image.generation == "V1":
+        problems.append(
+            f"{_key((*at, 'builder', 'securityType'))}: 'TrustedLaunch' needs generation 'V2'; "
+            "a Gen1 VM cannot use Trusted Launch"
+        )
+    if builder_tl and image.security_type not in (
+        "TrustedLaunch",
+        "TrustedLaunchSupported",
+        "TrustedLaunchAndConfidentialVmSupported",
+    ):
+        problems.append(
+            f"{_key((*at, 'securityType'))}: {image.security_type!r} cannot hold a version "
+            "captured from a Trusted Launch builder; allowed: 'TrustedLaunch', "
+            "'TrustedLaunchSupported', 'TrustedLaunchAndConfidentialVmSupported'"
+        )
+    suffix = SCRIPT_SUFFIX[image.os]
+    for j, script in enumerate(image.script_paths):
+        key = _key((*at, "scripts", j))
+        if not script.endswith(suffix):
+            problems.append(
+                f"{key}: {script!r} is not a {image.os} script; {image.os} images run "
+                f"{suffix} files"
+            )
+        elif not (SCRIPTS_DIR / script).is_file():
+            problems.append(f"{key}: {script!r} does not exist under scripts/")
+    if not image.script_paths:
+        problems.append(
+            f"{_key((*at, 'scripts'))}: no provisioning scripts; add files to "
+            f"scripts/{image.os}/provision/ or list them here"
+        )
+    for dupe in _duplicates(v.version for v in image.versions):
+        problems.append(
+            f"{_key((*at, 'versions'))}: version {dupe!r} is listed more than once; each "
+            "version is published once and never changes"
+        )
+    for j, version in enumerate(image.versions):
+        vat = (*at, "versions", j)
+        for dupe in _duplicates(t.name for t in version.regions):
+            problems.append(f"{_key((*vat, 'regions'))}: region {dupe!r} is listed more than once")
+        if location is not None and not version.replicated_to(location):
+            targets = ", ".join(t.name for t in version.regions)
+            problems.append(
+                f"{_key((*vat, 'regions'))}: the source region {location!r} (config key "
+                f"{NAMESPACE}:location) must be one of the target regions; got {targets}"
+            )
+        for k, target in enumerate(version.regions):
+            if (
+                target.storage == "Standard_ZRS"
+                and regions.is_region(target.name)
+                and not regions.has_zones(target.name)
+            ):
+                problems.append(
+                    f"{_key((*vat, 'regions', k, 'storage'))}: 'Standard_ZRS' is not "
+                    f"available in {target.name!r}, which has no availability zones; "
+                    "use 'Standard_LRS' or 'Premium_LRS' there"
+                )
+            if version.replication_mode == "Shallow" and target.replicas != 1:
+                problems.append(
+                    f"{_key((*vat, 'regions', k, 'replicas'))}: {target.replicas} replicas "
+                    "with replicationMode 'Shallow'; shallow replication keeps exactly 1 "
+                    "replica per region"
+                )
+    return problems
+
+
+def _consumer_rules(
+    kind: str, index: int, consumer: ScaleSet | VmGroup, images: Mapping[str, Image]
+) -> list[str]:
+    at = (kind, index)
+    image = images.get(consumer.image)
+    if image is None:
+        known = ", ".join(sorted(images)) or "none"
+        return [
+            f"{_key((*at, 'image'))}: {consumer.image!r} is not an image of this stack; "
+            f"known images: {known}"
+        ]
+    version = image.find(consumer.version)
+    if version is None:
+        if consumer.version == LATEST:
+            return [
+                f"{_key((*at, 'version'))}: 'latest' of image {image.name!r} resolves to no "
+                f"version: every version is excluded from latest; {consumer.name!r} still "
+                "uses it, so keep at least one version in latest"
+            ]
+        known = ", ".join(v.version for v in image.versions)
+        return [
+            f"{_key((*at, 'version'))}: {consumer.version!r} is not a version of image "
+            f"{image.name!r} (known: {known}); {consumer.name!r} still pins it, so keep that "
+            "version in config until no consumer uses it"
+        ]
+    if not version.replicated_to(consumer.region):
+        targets = ", ".join(t.name for t in version.regions)
+        return [
+            f"{_key((*at, 'region'))}: {consumer.region!r} has no replica of {image.name} "
+            f"{version.version} (replicated to: {targets}); add the region to that "
+            "version's regions or deploy the consumer where the version is"
+        ]
+    if kind == "scaleSets" and image.os == "windows" and len(consumer.name) > 15:
+        return [
+            f"{_key((*at, 'name'))}: {consumer.name!r} is longer than 15 characters, the "
+            "limit for Windows scale set names"
+        ]
+    return []
+
+
+def _network_rules(network: Network) -> list[str]:
+    problems: list[str] = []
+    pairs = (
+        (
+            ("builderAddressSpace", network.builder_address_space),
+            ("builderSubnet", network.builder_subnet),
+        ),
+        (
+            ("consumerAddressSpace", network.consumer_address_space),
+            ("consumerSubnet", network.consumer_subnet),
+        ),
+    )
+    for (space_key, space), (subnet_key, subnet) in pairs:
+        parsed = []
+        for key, value in ((space_key, space), (subnet_key, subnet)):
+            try:
+                net = ipaddress.ip_network(value)
+            except ValueError:
+                problems.append(
+                    f"{_key(('network', key))}: {value!r} is not a CIDR block; "
+                    "expected e.g. '10.42.0.0/16'"
+                )
+                continue
+            if not net.is_private:
+                problems.append(
+                    f"{_key(('network', key))}: {value!r} is not a private range; use "
+                    "10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+                )
+            parsed.append(net)
+        if len(parsed) == 2 and not parsed[1].subnet_of(parsed[0]):  # type: ignore[arg-type]
+            problems.append(
+                f"{_key(('network', subnet_key))}: {str(parsed[1])!r} is not inside "
+                f"{NAMESPACE}:network.{space_key} {str(parsed[0])!r}"
+            )
+    return problems
+
+
+def _partial(model: type[BaseModel], raw: Any) -> Any:
+    """Validate one part on its own; None when it does not parse (its errors are known)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _rules(raw: Mapping[str, Any], parsed: Settings | None) -> list[str]:
+    """The relational rules, over every part of the config that parsed."""
+    if parsed is not None:
+        location: str | None = parsed.location
+        images = list(enumerate(parsed.images))
+        scale_sets = list(enumerate(parsed.scale_sets))
+        vm_groups = list(enumerate(parsed.vm_groups))
+        network: Network | None = parsed.network
+    else:
+        location = raw.get("location") if isinstance(raw.get("location"), str) else None
+        if location is not None and not regions.is_region(location):
+            location = None
+
+        def parts(key: str, model: type[BaseModel]) -> list[tuple[int, Any]]:
+            items = raw.get(key)
+            if not isinstance(items, list):
+                return []
+            return [(n, p) for n, item in enumerate(items) if (p := _partial(model, item))]
+
+        images = parts("images", Image)
+        scale_sets = parts("scaleSets", ScaleSet)
+        vm_groups = parts("vmGroups", VmGroup)
+        network = _partial(Network, raw.get("network", {}))
+
+    problems: list[str] = []
+    for dupe in _duplicates(img.name for _, img in images):
+        problems.append(f"{_key(('images',))}: image {dupe!r} is defined more than once")
+    identifiers = [
+        (img.identifier.publisher, img.identifier.offer, img.identifier.sku) for _, img in images
+    ]
+    for dupe in _duplicates(":".join(t) for t in identifiers):
+        problems.append(
+            f"{_key(('images',))}: identifier {dupe!r} is used by more than one image; "
+            "publisher/offer/sku must be unique within the gallery"
+        )
+    for i, image in images:
+        problems.extend(_image_rules(i, image, location))
+    by_name = {img.name: img for _, img in images}
+    consumer_names = [c.name for _, c in scale_sets] + [c.name for _, c in vm_groups]
+    for dupe in _duplicates(consumer_names):
+        problems.append(
+            f"{_key(('scaleSets',))}: consumer {dupe!r} is defined more than once "
+            "(names are shared by scaleSets and vmGroups)"
+        )
+    for n, ss in scale_sets:
+        problems.extend(_consumer_rules("scaleSets", n, ss, by_name))
+    for n, group in vm_groups:
+        problems.extend(_consumer_rules("vmGroups", n, group, by_name))
+    if network is not None:
+        problems.extend(_network_rules(network))
+    return problems
+
+
+def load(raw: Mapping[str, Any]) -> Settings:
+    """Turn raw stack config (keys without the namespace) into Settings or raise ConfigError."""
+    problems: list[str] = []
+    parsed: Settings | None = None
+    try:
+        parsed = Settings.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems.extend(_describe(e) for e in exc.errors())
+    problems.extend(_rules(raw, parsed))
+    if problems:
+        raise ConfigError(problems)
+    assert parsed is not None
+    return parsed
