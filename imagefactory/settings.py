@@ -526,6 +526,10 @@ def _describe(error: Mapping[str, Any]) -> str:
         return f"{_key(loc)}: unknown key{hint}; allowed keys: {', '.join(allowed)}"
     if kind == "missing":
         return f"{_key(loc)}: required key is missing"
+    if kind == "too_short":
+        # pydantic's own text ("tuple ... after validation") speaks of its internals.
+        least = error.get("ctx", {}).get("min_length", 1)
+        return f"{_key(loc)}: list at least {least} entry here; got none"
     value = error.get("input")
     message = str(error["msg"])
     if kind == "value_error":
@@ -534,6 +538,8 @@ def _describe(error: Mapping[str, Any]) -> str:
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"{_key(loc)}: {value!r} is not allowed; allowed values: {expected}"
+    # Settings hold tuples so they stay frozen; in YAML they are lists.
+    message = message.replace("valid tuple", "list")
     return f"{_key(loc)}: {value!r}: {message[:1].lower()}{message[1:]}"
 
 
@@ -713,6 +719,10 @@ def _partial(model: type[BaseModel], raw: Any) -> Any:
 
 def _rules(raw: Mapping[str, Any], parsed: Settings | None) -> list[str]:
     """The relational rules, over every part of the config that parsed."""
+    # Images that are in config but did not parse: their own errors are reported, so a
+    # consumer naming one must not also be told the image does not exist. None: the images
+    # key itself is unusable, so no consumer's image can be checked.
+    broken: set[Any] | None = set()
     if parsed is not None:
         location: str | None = parsed.location
         images = list(enumerate(parsed.images))
@@ -731,6 +741,16 @@ def _rules(raw: Mapping[str, Any], parsed: Settings | None) -> list[str]:
             return [(n, p) for n, item in enumerate(items) if (p := _partial(model, item))]
 
         images = parts("images", Image)
+        raw_images = raw.get("images")
+        if isinstance(raw_images, list):
+            good = {n for n, _ in images}
+            broken = {
+                item.get("name")
+                for n, item in enumerate(raw_images)
+                if n not in good and isinstance(item, dict)
+            }
+        else:
+            broken = None
         scale_sets = parts("scaleSets", ScaleSet)
         vm_groups = parts("vmGroups", VmGroup)
         network = _partial(Network, raw.get("network", {}))
@@ -755,13 +775,18 @@ def _rules(raw: Mapping[str, Any], parsed: Settings | None) -> list[str]:
             f"{_key(('scaleSets',))}: consumer {dupe!r} is defined more than once "
             "(names are shared by scaleSets and vmGroups)"
         )
-    for n, ss in scale_sets:
-        problems.extend(_consumer_rules("scaleSets", n, ss, by_name))
-    for n, group in vm_groups:
-        problems.extend(_consumer_rules("vmGroups", n, group, by_name))
+    for kind, consumers in (("scaleSets", scale_sets), ("vmGroups", vm_groups)):
+        for n, consumer in consumers:
+            if broken is not None and consumer.image not in broken:
+                problems.extend(_consumer_rules(kind, n, consumer, by_name))
     if network is not None:
         problems.extend(_network_rules(network))
     return problems
+
+
+def _encloses(loc: tuple[str | int, ...], errors: Iterable[Mapping[str, Any]]) -> bool:
+    """True when another error sits inside ``loc`` (a deeper key of the same list)."""
+    return any(len(e["loc"]) > len(loc) and tuple(e["loc"][: len(loc)]) == loc for e in errors)
 
 
 def load(raw: Mapping[str, Any]) -> Settings:
@@ -771,7 +796,15 @@ def load(raw: Mapping[str, Any]) -> Settings:
     try:
         parsed = Settings.model_validate(dict(raw))
     except ValidationError as exc:
-        problems.extend(_describe(e) for e in exc.errors())
+        errors = exc.errors()
+        # pydantic checks a list's min_length on the items that validated, so one bad
+        # item in a one-item list also reports "too short" for every enclosing list.
+        # Keep only the error that names the bad value.
+        problems.extend(
+            _describe(e)
+            for e in errors
+            if not (e["type"] == "too_short" and _encloses(tuple(e["loc"]), errors))
+        )
     problems.extend(_rules(raw, parsed))
     if problems:
         raise ConfigError(problems)
