@@ -251,6 +251,11 @@ def render(plan: dict[str, Any], fmt: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["diff"]:  # python -m imagefactory.plan diff BASE HEAD [...]
+        from imagefactory import plandiff
+
+        return plandiff.main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m imagefactory.plan",
         description="Show what `pulumi up` would build for a stack, offline.",
