@@ -110,7 +110,8 @@ class BuilderVm(pulumi.ComponentResource):
             os_profile = compute.OSProfileArgs(
                 computer_name=args.vm_name,
                 admin_username=args.admin_username,
-                admin_password=password.result,
+                # Secret already; said again so no code path can ever log it in clear.
+                admin_password=pulumi.Output.secret(password.result),
                 windows_configuration=compute.WindowsConfigurationArgs(
                     provision_vm_agent=True,
                     enable_automatic_updates=False,

@@ -51,7 +51,7 @@ def _credentials(owner: pulumi.Resource, name: str, image: Image) -> dict[str, p
         min_special=2,
         opts=child,
     )
-    return {"admin_password": password.result}
+    return {"admin_password": pulumi.Output.secret(password.result)}
 
 
 def _os_configuration(

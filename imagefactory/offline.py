@@ -98,6 +98,7 @@ class Registered:
     replace_with: list[str] = field(default_factory=list)
     replacement_trigger: Any = None
     ignore_changes: list[str] = field(default_factory=list)
+    additional_secret_outputs: list[str] = field(default_factory=list)
     custom_timeouts: dict[str, str] = field(default_factory=dict)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
@@ -206,7 +207,7 @@ class _Monitor(mocks.MockMonitor):
                 type=request.type,
                 name=request.name,
                 custom=bool(request.custom),
-                inputs=_plain(rpc.deserialize_properties(request.object)),
+                inputs=_plain(json_format.MessageToDict(request.object)),
                 outputs=_plain(self.resources[response.urn].state),
                 id=response.id,
                 parent=request.parent,
@@ -221,6 +222,7 @@ class _Monitor(mocks.MockMonitor):
                 if request.HasField("replacement_trigger")
                 else None,
                 ignore_changes=list(request.ignoreChanges),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
                 custom_timeouts={k: v for k, v in timeouts.items() if v},
                 property_dependencies={
                     k: list(v.urns) for k, v in request.propertyDependencies.items()

@@ -1,0 +1,417 @@
+"""The real __main__.py with each real stack file, under the mock engine: the graph itself."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from imagefactory import contract, offline
+from imagefactory.offline import Registered, Run
+
+SUB = offline.MOCK_SUBSCRIPTION
+VM = "azure-native:compute:VirtualMachine"
+RUN_COMMAND = "azure-native:compute:VirtualMachineRunCommandByVirtualMachine"
+COMMAND = "command:local:Command"
+IMAGE = "azure-native:compute:Image"
+VERSION = "azure-native:compute:GalleryImageVersion"
+DEFINITION = "azure-native:compute:GalleryImage"
+GALLERY = "azure-native:compute:Gallery"
+SCALE_SET = "azure-native:compute:VirtualMachineScaleSet"
+NIC = "azure-native:network:NetworkInterface"
+NSG = "azure-native:network:NetworkSecurityGroup"
+ROLE = "azure-native:authorization:RoleAssignment"
+
+
+@pytest.fixture(scope="module")
+def dev() -> Run:
+    return offline.run("dev")
+
+
+@pytest.fixture(scope="module")
+def prod() -> Run:
+    return offline.run("prod")
+
+
+def explicit(res: Registered) -> set[str]:
+    """Dependencies that no input refers to: the ones given with depends_on."""
+    via_inputs = {u for urns in res.property_dependencies.values() for u in urns}
+    return set(res.dependencies) - via_inputs
+
+
+def tagged(run: Run, token: str, image: str, version: str) -> list[Registered]:
+    return [
+        r
+        for r in run.of_type(token)
+        if (r.inputs.get("tags") or {}).get("imagefactory-image") == image
+        and (r.inputs.get("tags") or {}).get("imagefactory-version") == version
+    ]
+
+
+def version_of(run: Run, image: str, version: str) -> Registered:
+    (found,) = [
+        r
+        for r in run.of_type(VERSION)
+        if r.inputs["galleryImageName"] == image and r.inputs["galleryImageVersionName"] == version
+    ]
+    return found
+
+
+def walk(value: object) -> Iterator[str]:
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from walk(v)
+    elif isinstance(value, str):
+        yield value
+
+
+# --- components -----------------------------------------------------------------------
+
+
+def test_one_component_per_stage_with_its_own_type_token(prod: Run) -> None:
+    tokens = {r.type for r in prod.resources if not r.custom}
+    assert tokens == {
+        "imagefactory:core:ResourceGroups",
+        "imagefactory:build:Network",
+        "imagefactory:build:ImageBuild",
+        "imagefactory:build:BuilderVm",
+        "imagefactory:build:Provisioning",
+        "imagefactory:build:Generalization",
+        "imagefactory:build:ManagedImage",
+        "imagefactory:publish:Gallery",
+        "imagefactory:publish:ImageVersion",
+        "imagefactory:consume:Network",
+        "imagefactory:consume:ScaleSet",
+        "imagefactory:consume:VmGroup",
+    }
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_resource_is_parented_to_a_component(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    run: Run = request.getfixturevalue(stack)
+    components = {r.urn: r for r in run.resources if not r.custom}
+    for res in run.resources:
+        if res.custom:
+            assert res.parent in components, f"{res.name} is not inside a component"
+            # Child names derive from the component's own name, so two instances never collide.
+            assert res.name.startswith(components[res.parent].name), res.name
+
+
+# --- the build chain ----------------------------------------------------------------------
+
+
+def test_dev_chain_vm_provision_generalize_capture_image_version_consumer(dev: Run) -> None:
+    vm = dev.named("build-webserver-0.1.0-builder-vm")
+    steps = [r for r in dev.of_type(RUN_COMMAND) if r.inputs["vmName"] == vm.inputs["vmName"]]
+    names = [r.inputs["runCommandName"] for r in steps]
+    assert names == ["01-10-base", "02-20-webserver", "03-90-manifest", "04-audit", "05-generalize"]
+    # Each step waits for the one before; the first for the VM (it names it in vmName).
+    assert steps[0].property_dependencies["vmName"] == [vm.urn]
+    assert explicit(steps[0]) == set()
+    for before, after in zip(steps, steps[1:], strict=False):
+        assert before.urn in explicit(after)
+    for step in steps:
+        assert step.inputs["treatFailureAsDeploymentFailure"] is True
+        assert step.inputs["asyncExecution"] is False
+        assert step.inputs["timeoutInSeconds"] == 30 * 60
+        assert step.replace_with == [vm.urn]
+
+    capture = dev.named("build-webserver-0.1.0-generalize-capture")
+    assert explicit(capture) == {steps[-1].urn}
+    assert capture.inputs["triggers"][0] == vm.outputs["vmId"]
+    assert capture.inputs["create"] == (
+        "bash scripts/azure/capture.sh capture --resource-group imgf-dev-build-rg "
+        "--vm imgf-dev-bld-webserver-0-1-0"
+    )
+    assert capture.inputs["environment"]["CAPTURE_STOP_TIMEOUT_SECONDS"] == "900"
+
+    image = dev.named("build-webserver-0.1.0-capture-image")
+    assert explicit(image) == {capture.urn}
+    assert image.inputs["sourceVirtualMachine"]["id"] == vm.id
+    assert image.inputs["location"] == vm.inputs["location"] == "eastus"
+    assert image.inputs["resourceGroupName"] == "imgf-dev-images-rg"
+
+    version = version_of(dev, "webserver", "0.1.0")
+    assert image.urn in explicit(version)
+    assert version.inputs["storageProfile"]["source"] == {"id": image.id}
+
+    (vmss,) = dev.of_type(SCALE_SET)
+    definition = dev.named("gallery-webserver")
+    # "latest" follows the definition and waits explicitly for the newest version.
+    assert vmss.inputs["virtualMachineProfile"]["storageProfile"]["imageReference"] == {
+        "id": definition.id
+    }
+    assert version.urn in explicit(vmss)
+
+
+def test_generations_match_from_definition_to_image(prod: Run, dev: Run) -> None:
+    for run in (dev, prod):
+        for image in run.of_type(IMAGE):
+            name = image.inputs["tags"]["imagefactory-image"]
+            definition = run.named(f"gallery-{name}")
+            assert image.inputs["hyperVGeneration"] == definition.inputs["hyperVGeneration"] == "V2"
+
+
+def test_trusted_launch_builder_publishes_from_the_vm_without_a_managed_image(prod: Run) -> None:
+    vm = prod.named("build-iis-1.0.0-builder-vm")
+    assert vm.inputs["securityProfile"] == {
+        "securityType": "TrustedLaunch",
+        "uefiSettings": {"secureBootEnabled": True, "vTpmEnabled": True},
+    }
+    assert tagged(prod, IMAGE, "iis", "1.0.0") == []
+    version = version_of(prod, "iis", "1.0.0")
+    assert version.inputs["storageProfile"]["source"] == {"virtualMachineId": vm.id}
+    capture = prod.named("build-iis-1.0.0-generalize-capture")
+    assert capture.urn in explicit(version)
+    definition = prod.named("gallery-iis")
+    assert definition.inputs["features"] == [{"name": "SecurityType", "value": "TrustedLaunch"}]
+    assert prod.outputs["images"]["iis"]["versions"]["1.0.0"]["managedImageId"] is None
+
+
+def test_managed_image_path_for_standard_builders(prod: Run) -> None:
+    vm = prod.named("build-webserver-1.1.0-builder-vm")
+    assert "securityProfile" not in vm.inputs
+    image = prod.named("build-webserver-1.1.0-capture-image")
+    assert image.inputs["imageName"] == "imgf-prod-webserver-1.1.0"
+    assert image.replace_with == [vm.urn]
+    assert image.delete_before_replace is True
+
+
+# --- replication ------------------------------------------------------------------------
+
+
+def test_prod_replication_targets_and_counts(prod: Run) -> None:
+    version = version_of(prod, "webserver", "1.1.0")
+    profile = version.inputs["publishingProfile"]
+    assert profile["targetRegions"] == [
+        {"name": "eastus", "regionalReplicaCount": 2.0, "storageAccountType": "Standard_ZRS"},
+        {"name": "westeurope", "regionalReplicaCount": 1.0, "storageAccountType": "Standard_ZRS"},
+    ]
+    assert profile["replicationMode"] == "Full"
+    assert profile["excludeFromLatest"] is False
+    # The source region is among the targets.
+    assert version.inputs["location"] == "eastus"
+    assert version.custom_timeouts == {"create": "480m", "update": "480m", "delete": "480m"}
+    iis = version_of(prod, "iis", "1.0.0").inputs["publishingProfile"]
+    assert iis["targetRegions"][1] == {
+        "name": "westeurope",
+        "regionalReplicaCount": 1.0,
+        "storageAccountType": "Standard_LRS",
+    }
+    assert iis["endOfLifeDate"] == "2027-12-31"
+
+
+def test_dev_replicates_shallow_to_one_region_with_a_short_timeout(dev: Run) -> None:
+    version = version_of(dev, "webserver", "0.1.0")
+    profile = version.inputs["publishingProfile"]
+    assert profile["targetRegions"] == [
+        {"name": "eastus", "regionalReplicaCount": 1.0, "storageAccountType": "Standard_LRS"}
+    ]
+    assert profile["replicationMode"] == "Shallow"
+    assert version.custom_timeouts == {"create": "60m", "update": "60m", "delete": "60m"}
+
+
+# --- network and credentials ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_builders_have_no_public_ip_and_no_inbound_rule(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    run: Run = request.getfixturevalue(stack)
+    assert run.of_type("azure-native:network:PublicIPAddress") == []
+    for nic in run.of_type(NIC):
+        for ipc in nic.inputs["ipConfigurations"]:
+            assert "publicIPAddress" not in ipc
+    build_nsg = run.named("build-network-nsg")
+    assert build_nsg.inputs.get("securityRules", []) == []
+    for nsg in run.of_type(NSG):
+        for rule in nsg.inputs.get("securityRules", []):
+            assert rule["sourceAddressPrefix"] in ("VirtualNetwork", "AzureLoadBalancer")
+
+
+def test_linux_builder_logs_in_by_key_only(prod: Run) -> None:
+    os_profile = prod.named("build-webserver-1.1.0-builder-vm").inputs["osProfile"]
+    assert "adminPassword" not in os_profile
+    linux = os_profile["linuxConfiguration"]
+    assert linux["disablePasswordAuthentication"] is True
+    (key,) = linux["ssh"]["publicKeys"]
+    assert key["path"] == "/home/azureuser/.ssh/authorized_keys"
+    assert key["keyData"].startswith("ssh-rsa ")
+
+
+def test_generated_credentials_are_secrets_and_never_exported(prod: Run) -> None:
+    for name in ("build-iis-1.0.0-builder-vm", "vmgroup-iis-us-000"):
+        password = prod.named(name).inputs["osProfile"]["adminPassword"]
+        assert set(password) == {"secret"}, f"{name} password is not a secret"
+    assert "result" in prod.named("build-iis-1.0.0-builder-password").additional_secret_outputs
+    assert (
+        "privateKeyPem" in prod.named("build-webserver-1.1.0-builder-ssh").additional_secret_outputs
+    )
+    exported = json.dumps(prod.outputs)
+    assert "Mock-" not in exported and "PRIVATE KEY" not in exported and "ssh-rsa" not in exported
+
+
+def test_builder_size_disk_and_tags_come_from_config(prod: Run) -> None:
+    vm = prod.named("build-webserver-1.1.0-builder-vm")
+    assert vm.inputs["hardwareProfile"] == {"vmSize": "Standard_D2s_v5"}
+    assert vm.inputs["storageProfile"]["osDisk"]["managedDisk"] == {
+        "storageAccountType": "Premium_LRS"
+    }
+    assert vm.inputs["storageProfile"]["imageReference"] == {
+        "publisher": "Canonical",
+        "offer": "ubuntu-24_04-lts",
+        "sku": "server",
+        "version": "latest",
+    }
+    tags = vm.inputs["tags"]
+    assert tags["imagefactory-lifecycle"] == "temporary"
+    assert tags["imagefactory-stack"] == "prod"
+    assert tags["imagefactory-image"] == "webserver"
+    assert tags["imagefactory-version"] == "1.1.0"
+    assert tags["cost-center"] == "4711"
+    windows = prod.named("build-iis-1.0.0-builder-vm").inputs
+    assert windows["hardwareProfile"] == {"vmSize": "Standard_D4s_v5"}
+    assert windows["osProfile"]["computerName"] == windows["vmName"]
+    assert len(windows["vmName"]) <= 15
+
+
+# --- groups, gallery, sharing, protection -----------------------------------------------
+
+
+def test_assets_builds_and_consumers_live_in_separate_groups(prod: Run) -> None:
+    assert prod.named("gallery-gallery").inputs["resourceGroupName"] == "imgf-prod-images-rg"
+    assert prod.named("build-webserver-1.1.0-builder-vm").inputs["resourceGroupName"] == (
+        "imgf-prod-build-rg"
+    )
+    assert prod.named("scaleset-web-eu-vmss").inputs["resourceGroupName"] == (
+        "imgf-prod-consumers-westeurope-rg"
+    )
+    build_group = prod.named("groups-build")
+    assert build_group.inputs["tags"]["imagefactory-lifecycle"] == "temporary"
+
+
+def test_gallery_definitions_and_versions_are_protected_in_prod_only(prod: Run, dev: Run) -> None:
+    for token in (GALLERY, DEFINITION, VERSION):
+        assert all(r.protect for r in prod.of_type(token)), token
+        assert not any(r.protect or r.retain_on_delete for r in dev.of_type(token)), token
+    # Temporary build resources are never protected.
+    assert not any(r.protect for r in prod.of_type(VM))
+
+
+def test_retain_on_delete_is_a_stack_choice() -> None:
+    config = offline.stack_config("dev")
+    config["imagefactory:protection"] = "retainOnDelete"
+    run = offline.run("dev", config=config)
+    for token in (GALLERY, DEFINITION, VERSION):
+        (res,) = run.of_type(token)
+        assert res.retain_on_delete is True and res.protect is False
+
+
+def test_definitions_carry_identifier_state_and_features(prod: Run) -> None:
+    web = prod.named("gallery-webserver").inputs
+    assert web["identifier"] == {
+        "publisher": "contoso-platform",
+        "offer": "webserver",
+        "sku": "ubuntu-24_04",
+    }
+    assert web["osType"] == "Linux"
+    assert web["osState"] == "Generalized"
+    assert web["architecture"] == "x64"
+    assert web["features"] == [{"name": "SecurityType", "value": "TrustedLaunchSupported"}]
+
+
+def test_sharing_grants_reader_with_an_explicit_principal_type(prod: Run) -> None:
+    gallery = prod.named("gallery-gallery")
+    shares = sorted(prod.of_type(ROLE), key=lambda r: r.inputs["principalId"])
+    assert [(s.inputs["principalId"], s.inputs["principalType"]) for s in shares] == [
+        ("3f2a4c1e-8b7d-4e29-9a51-6c0d2e7f9b13", "ServicePrincipal"),
+        ("9c1d7e52-4a3b-4f8e-b6d2-0e5a7c9f1b24", "Group"),
+    ]
+    for share in shares:
+        assert share.inputs["scope"] == gallery.id
+        assert share.inputs["roleDefinitionId"] == (
+            f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/"
+            "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+        )
+
+
+# --- consumers ------------------------------------------------------------------------
+
+
+def test_pinned_scale_set_uses_the_version_id_and_nothing_else(prod: Run) -> None:
+    vmss = prod.named("scaleset-web-eu-vmss")
+    pinned = version_of(prod, "webserver", "1.0.0")
+    profile = vmss.inputs["virtualMachineProfile"]
+    assert profile["storageProfile"]["imageReference"] == {"id": pinned.id}
+    assert pinned.urn in vmss.property_dependencies["virtualMachineProfile"]
+    other_versions = {r.urn for r in prod.of_type(VERSION)} - {pinned.urn}
+    assert not other_versions & set(vmss.dependencies)
+    assert vmss.inputs["location"] == "westeurope"
+    assert vmss.inputs["sku"] == {"name": "Standard_D2s_v5", "tier": "Standard", "capacity": 2.0}
+
+
+def test_rolling_upgrades_come_with_a_health_extension(prod: Run) -> None:
+    vmss = prod.named("scaleset-web-us-vmss")
+    assert vmss.inputs["upgradePolicy"]["mode"] == "Rolling"
+    assert vmss.inputs["upgradePolicy"]["rollingUpgradePolicy"]["maxBatchInstancePercent"] == 20
+    (ext,) = vmss.inputs["virtualMachineProfile"]["extensionProfile"]["extensions"]
+    assert ext["type"] == "ApplicationHealthLinux"
+    assert ext["settings"] == {"protocol": "http", "port": 80.0, "requestPath": "/"}
+    # latest -> definition id, waiting for the newest version (1.1.0).
+    newest = version_of(prod, "webserver", "1.1.0")
+    assert newest.urn in explicit(vmss)
+    assert vmss.inputs["virtualMachineProfile"]["storageProfile"]["imageReference"] == {
+        "id": prod.named("gallery-webserver").id
+    }
+
+
+def test_vm_group_makes_count_vms_with_unique_names(prod: Run) -> None:
+    vms = [r for r in prod.of_type(VM) if r.parent.endswith("vmgroup-iis-us")]
+    assert sorted(v.inputs["vmName"] for v in vms) == ["iis-us-000", "iis-us-001"]
+    version = version_of(prod, "iis", "1.0.0")
+    for vm in vms:
+        assert vm.inputs["storageProfile"]["imageReference"] == {"id": version.id}
+        assert vm.inputs["location"] == "eastus"
+        assert version.urn in explicit(vm)
+
+
+# --- retired builders and outputs -------------------------------------------------------
+
+
+def test_retired_builder_has_no_build_resources_but_keeps_its_version(prod: Run) -> None:
+    for token in (VM, NIC, RUN_COMMAND, COMMAND, IMAGE):
+        assert tagged(prod, token, "webserver", "1.0.0") == [] or token == COMMAND
+    assert not [r for r in prod.resources if r.name.startswith("build-webserver-1.0.0")]
+    version = version_of(prod, "webserver", "1.0.0")
+    assert version.inputs["storageProfile"]["source"] == {
+        "id": f"/subscriptions/{SUB}/resourceGroups/imgf-prod-images-rg/providers/"
+        "Microsoft.Compute/images/imgf-prod-webserver-1.0.0"
+    }
+    assert explicit(version) == set()
+
+
+def test_outputs_contract(prod: Run) -> None:
+    assert set(prod.outputs) == set(contract.STACK_OUTPUTS)
+    assert prod.outputs[contract.GALLERY_NAME] == "imgf_prod_gallery"
+    assert prod.outputs[contract.GALLERY_RESOURCE_GROUP] == "imgf-prod-images-rg"
+    assert prod.outputs[contract.GALLERY_ID] == prod.named("gallery-gallery").id
+    web = prod.outputs[contract.IMAGES]["webserver"]
+    assert set(web) == {"definitionId", "os", "generation", "latestVersion", "versions"}
+    assert web["latestVersion"] == "1.1.0"
+    assert web["definitionId"] == prod.named("gallery-webserver").id
+    assert web["versions"]["1.1.0"] == {
+        "id": version_of(prod, "webserver", "1.1.0").id,
+        "regions": ["eastus", "westeurope"],
+        "managedImageId": prod.named("build-webserver-1.1.0-capture-image").id,
+    }
+    assert web["versions"]["1.0.0"]["managedImageId"] is None
+    # Only ids, names and plain values: no resource objects slipped through.
+    for value in walk(prod.outputs):
+        assert not value.startswith("urn:pulumi:")
