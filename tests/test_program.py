@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 
@@ -114,7 +115,7 @@ def test_dev_chain_vm_provision_generalize_capture_image_version_consumer(dev: R
     # Each step waits for the one before; the first for the VM (it names it in vmName).
     assert steps[0].property_dependencies["vmName"] == [vm.urn]
     assert explicit(steps[0]) == set()
-    for before, after in zip(steps, steps[1:], strict=False):
+    for before, after in itertools.pairwise(steps):
         assert before.urn in explicit(after)
     for step in steps:
         assert step.inputs["treatFailureAsDeploymentFailure"] is True
@@ -379,7 +380,7 @@ def test_vm_group_makes_count_vms_with_unique_names(prod: Run) -> None:
     for vm in vms:
         assert vm.inputs["storageProfile"]["imageReference"] == {"id": version.id}
         assert vm.inputs["location"] == "eastus"
-        assert version.urn in explicit(vm)
+        assert version.urn in vm.property_dependencies["storageProfile"]
 
 
 # --- retired builders and outputs -------------------------------------------------------
