@@ -158,7 +158,8 @@ def diff_plans(
         )
     for name in sorted(old_images.keys() - new_images.keys()):
         numbers = ", ".join(sorted(old_images[name].get("versions", {}), key=_vkey))
-        add(f"image {name} removed with versions {numbers}")
+        guard = " (protected: pulumi up will refuse)" if old_images[name].get("protected") else ""
+        add(f"image {name} removed with versions {numbers}{guard}")
 
     for name in sorted(old_images.keys() & new_images.keys(), key=str):
         old_i, new_i = old_images[name], new_images[name]
