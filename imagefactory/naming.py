@@ -131,8 +131,12 @@ class Names:
 
     def group_vm(self, group: str, index: int, os: str) -> str:
         if os == "windows":
-            base = group[:10].rstrip("-")
-            return f"{base}-{index:03d}"[:WINDOWS_VM_MAX]
+            # 10 + "-NNN" fits 15. A longer group name is cut with a digest of the whole,
+            # or "iis-frontend-east" and "iis-frontend-west" would both give "iis-fronte-001".
+            base = (
+                group if len(group) <= 10 else group[:6].rstrip("-") + short_hash(group, length=4)
+            )
+            return f"{base}-{index:03d}"
         return _fit(f"{group}-{index:03d}", LINUX_VM_MAX, self.prefix)
 
     def group_nic(self, group: str, index: int) -> str:
