@@ -1,6 +1,7 @@
 """The offline plan: what `pulumi up` would build for a stack, with no cloud and no CLI.
 
-    python -m imagefactory.plan [STACK] [--format text|markdown|json]
+    python -m imagefactory.plan [STACK] [--format text|markdown|json] [--parallel N]
+                                [--compare STACK]
 
 It runs the real `__main__.py` under the mock engine and reads the registered graph
 back into images -> versions -> regions -> consumers. Everything shown comes from the
@@ -18,7 +19,7 @@ from typing import Any
 
 import pulumi
 
-from imagefactory import offline
+from imagefactory import offline, schedule
 
 VERSION_T = "azure-native:compute:GalleryImageVersion"
 DEFINITION_T = "azure-native:compute:GalleryImage"
@@ -214,6 +215,8 @@ def render_text(plan: dict[str, Any]) -> str:
             inner = pad + ("    " if last_version else "│   ")
             for k, row in enumerate(rows):
                 lines.append(f"{inner}{'└── ' if k == len(rows) - 1 else '├── '}{row}")
+    if plan.get("timing"):
+        lines += ["", *schedule.render_lines(plan["timing"])]
     return "\n".join(lines)
 
 
@@ -239,6 +242,8 @@ def render_markdown(plan: dict[str, Any]) -> str:
             users = "<br>".join(f"{c['name']} ({c['region']})" for c in spec["consumers"]) or "—"
             label = f"{number} (latest)" if number == latest else number
             out.append(f"| {name} | {label} | {build} | {regions} | {users} |")
+    if plan.get("timing"):
+        out += ["", *(f"- {line}" for line in schedule.render_lines(plan["timing"]))]
     return "\n".join(out)
 
 
@@ -262,6 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("stack", nargs="?", default="dev", help="stack name (default: dev)")
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    parser.add_argument(
+        "--parallel", type=int, metavar="N", help="estimate at pulumi up --parallel N"
+    )
+    parser.add_argument("--compare", metavar="STACK", help="also estimate STACK and compare")
     args = parser.parse_args(argv)
     if args.stack not in offline.stacks():
         parser.error(f"unknown stack {args.stack!r}; known: {', '.join(offline.stacks())}")
@@ -270,7 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except pulumi.RunError as err:
         print(f"stack {args.stack}: {err}", file=sys.stderr)
         return 1
-    print(render(build_plan(run), args.format))
+    plan = build_plan(run)
+    plan["timing"] = schedule.timing(run, args.parallel)
+    if args.compare:
+        other = schedule.timing(offline.run(args.compare), args.parallel)
+        plan["timing"]["compare"] = {"stack": args.compare, **other}
+    print(render(plan, args.format))
     return 0
 
 
