@@ -1,0 +1,204 @@
+"""Version lifecycle: run the program twice (before/after a config change) and compare.
+
+A published version must never change: retiring its builder, rebuilding with another
+VM size or base image, or editing scripts changes temporary resources only.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pulumi
+import pytest
+
+from imagefactory import offline
+from imagefactory.offline import Registered, Run
+
+VERSION = "azure-native:compute:GalleryImageVersion"
+
+
+def prod_config() -> dict[str, Any]:
+    return copy.deepcopy(offline.stack_config("prod"))
+
+
+def versions(run: Run) -> dict[str, Registered]:
+    return {r.urn: r for r in run.of_type(VERSION)}
+
+
+def builds_of(run: Run, image: str, version: str) -> set[str]:
+    """URNs of every resource that exists only to build this version."""
+    prefix = f"build-{image}-{version}"
+    return {r.urn for r in run.resources if r.name.startswith(prefix)}
+
+
+def assert_versions_untouched(before: Run, after: Run) -> None:
+    old, new = versions(before), versions(after)
+    assert set(old) == set(new), "a version was added, removed or moved to another URN"
+    for urn, res in old.items():
+        assert new[urn].inputs == res.inputs, f"inputs of {res.name} changed"
+        assert new[urn].protect == res.protect
+        assert new[urn].custom_timeouts == res.custom_timeouts
+        assert new[urn].parent == res.parent
+
+
+def test_retiring_a_builder_removes_it_and_leaves_the_version_alone() -> None:
+    before = offline.run("prod")
+    config = prod_config()
+    config["imagefactory:images"][0]["versions"][1]["builder"] = "retired"
+    after = offline.run("prod", config=config)
+
+    build = builds_of(before, "webserver", "1.1.0")
+    types = {before.by_urn(u).type for u in build}
+    assert {
+        "azure-native:compute:VirtualMachine",
+        "azure-native:network:NetworkInterface",
+        "azure-native:compute:VirtualMachineRunCommandByVirtualMachine",
+        "command:local:Command",
+        "azure-native:compute:Image",
+        "tls:index/privateKey:PrivateKey",
+    } <= types
+    assert builds_of(after, "webserver", "1.1.0") == set()
+    # Everything else stays exactly as it was: only the build went away.
+    assert {r.urn for r in after.resources} == {r.urn for r in before.resources} - build
+    assert_versions_untouched(before, after)
+    # The output contract keeps the version; the managed image id is gone with the image.
+    entry = after.outputs["images"]["webserver"]["versions"]["1.1.0"]
+    assert entry["managedImageId"] is None
+    assert entry["id"] == before.outputs["images"]["webserver"]["versions"]["1.1.0"]["id"]
+
+
+def test_retiring_every_builder_removes_the_build_group_and_network() -> None:
+    config = prod_config()
+    for image in config["imagefactory:images"]:
+        for version in image["versions"]:
+            version["builder"] = "retired"
+    before = offline.run("prod")
+    after = offline.run("prod", config=config)
+    names = {r.name for r in after.resources}
+    assert "groups-build" not in names
+    assert not {n for n in names if n.startswith(("build-", "build-network"))}
+    assert_versions_untouched(before, after)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(
+            lambda c: c["imagefactory:builder"].update(vmSize="Standard_D8s_v5"), id="size"
+        ),
+        pytest.param(
+            lambda c: c["imagefactory:images"][0].update(
+                baseImage={
+                    "publisher": "Canonical",
+                    "offer": "ubuntu-24_04-lts",
+                    "sku": "server",
+                    "version": "24.04.202610010",
+                }
+            ),
+            id="base-image",
+        ),
+        pytest.param(
+            lambda c: c["imagefactory:images"][0].update(
+                scripts=["linux/provision/10-base.sh", "linux/provision/90-manifest.sh"]
+            ),
+            id="scripts",
+        ),
+    ],
+)
+def test_a_rebuild_replaces_the_builder_never_a_published_version(change: Any) -> None:
+    before = offline.run("prod")
+    config = prod_config()
+    change(config)
+    after = offline.run("prod", config=config)
+    assert_versions_untouched(before, after)
+    old_vm = before.named("build-webserver-1.1.0-builder-vm")
+    new_vm = after.named("build-webserver-1.1.0-builder-vm")
+    # A new fingerprint is a replacement trigger: the VM, and with it every run command
+    # and the managed image (replace_with), is rebuilt; the version is not.
+    assert old_vm.replacement_trigger != new_vm.replacement_trigger
+    assert new_vm.delete_before_replace is True
+
+
+def test_unrelated_config_leaves_the_builder_fingerprint_alone() -> None:
+    before = offline.run("prod")
+    config = prod_config()
+    config["imagefactory:scaleSets"][0]["capacity"] = 5
+    after = offline.run("prod", config=config)
+    assert (
+        before.named("build-webserver-1.1.0-builder-vm").replacement_trigger
+        == after.named("build-webserver-1.1.0-builder-vm").replacement_trigger
+    )
+
+
+def test_the_capture_command_reruns_for_a_new_vm_instance() -> None:
+    run = offline.run("prod")
+    vm = run.named("build-webserver-1.1.0-builder-vm")
+    capture = run.named("build-webserver-1.1.0-generalize-capture")
+    # vmId is unique per VM instance; the ARM id would survive a rebuild under the same name.
+    assert capture.inputs["triggers"][0] == vm.outputs["vmId"]
+    assert capture.inputs["triggers"][0] != vm.id
+
+
+def test_removing_a_version_a_consumer_pins_is_refused() -> None:
+    config = prod_config()
+    versions_ = config["imagefactory:images"][0]["versions"]
+    config["imagefactory:images"][0]["versions"] = [v for v in versions_ if v["version"] != "1.0.0"]
+    with pytest.raises(pulumi.RunError) as err:
+        offline.run("prod", config=config)
+    assert str(err.value) == (
+        "1 problem in stack config:\n"
+        "  - imagefactory:scaleSets[1].version: '1.0.0' is not a version of image "
+        "'webserver' (known: 1.1.0); 'web-eu' still pins it, so keep that version in "
+        "config until no consumer uses it"
+    )
+
+
+def test_excluding_the_last_version_from_latest_is_refused_while_latest_is_used() -> None:
+    config = prod_config()
+    for version in config["imagefactory:images"][0]["versions"]:
+        version["excludeFromLatest"] = True
+    with pytest.raises(pulumi.RunError) as err:
+        offline.run("prod", config=config)
+    assert str(err.value) == (
+        "1 problem in stack config:\n"
+        "  - imagefactory:scaleSets[0].version: 'latest' of image 'webserver' resolves to "
+        "no version: every version is excluded from latest; 'web-us' still uses it, so "
+        "keep at least one version in latest"
+    )
+
+
+def test_canary_version_excluded_from_latest_keeps_latest_on_the_older_one() -> None:
+    config = prod_config()
+    config["imagefactory:images"][0]["versions"][1]["excludeFromLatest"] = True
+    run = offline.run("prod", config=config)
+    assert run.outputs["images"]["webserver"]["latestVersion"] == "1.0.0"
+    vmss = run.named("scaleset-web-us-vmss")
+    older = next(r for r in run.of_type(VERSION) if r.inputs["galleryImageVersionName"] == "1.0.0")
+    assert older.urn in vmss.dependencies
+    canary = next(r for r in run.of_type(VERSION) if r.inputs["galleryImageVersionName"] == "1.1.0")
+    assert canary.inputs["publishingProfile"]["excludeFromLatest"] is True
+    assert canary.urn not in vmss.dependencies
+
+
+def test_safety_profile_and_end_of_life_come_from_config() -> None:
+    config = prod_config()
+    version = config["imagefactory:images"][0]["versions"][1]
+    version["allowDeletionOfReplicatedLocations"] = True
+    version["endOfLifeDate"] = "2028-06-30"
+    run = offline.run("prod", config=config)
+    res = next(
+        r
+        for r in run.of_type(VERSION)
+        if r.inputs["galleryImageName"] == "webserver"
+        and r.inputs["galleryImageVersionName"] == "1.1.0"
+    )
+    assert res.inputs["safetyProfile"] == {"allowDeletionOfReplicatedLocations": True}
+    assert res.inputs["publishingProfile"]["endOfLifeDate"] == "2028-06-30"
+
+
+def test_versions_are_never_children_of_their_build() -> None:
+    run = offline.run("prod")
+    for res in run.of_type(VERSION):
+        chain = [a.type for a in run.ancestors(res)]
+        assert chain == ["imagefactory:publish:ImageVersion"], chain
