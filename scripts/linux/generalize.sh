@@ -77,8 +77,6 @@ for u in "${build_users[@]}"; do
   [[ $u != root ]] || die_usage "root cannot be a build user"
 done
 
-[[ $(id -u) -eq 0 ]] || die "must run as root"
-
 if [[ -n $root ]]; then
   $detached && die_usage "--detached is not valid with --root"
   [[ -d $root ]] || die_usage "--root $root is not a directory"
@@ -89,6 +87,7 @@ else
   R=''
   live=true
 fi
+[[ $(id -u) -eq 0 ]] || die "must run as root"
 
 shopt -s nullglob
 

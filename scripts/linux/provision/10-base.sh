@@ -31,8 +31,8 @@ require_env() {
   done
 }
 
-[[ $(id -u) -eq 0 ]] || die "must run as root"
 require_env IMAGE_NAME IMAGE_VERSION
+[[ $(id -u) -eq 0 ]] || die "must run as root"
 command -v apt-get >/dev/null || die "apt-get not found: only apt-based distributions are supported"
 
 export DEBIAN_FRONTEND=noninteractive

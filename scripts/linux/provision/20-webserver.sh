@@ -41,8 +41,8 @@ html_escape() {
   printf '%s' "$s"
 }
 
-[[ $(id -u) -eq 0 ]] || die "must run as root"
 require_env IMAGE_NAME IMAGE_VERSION
+[[ $(id -u) -eq 0 ]] || die "must run as root"
 
 export DEBIAN_FRONTEND=noninteractive
 quiet apt-get -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \

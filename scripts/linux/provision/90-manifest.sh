@@ -41,8 +41,8 @@ json_str() {
   printf '"%s"' "$out"
 }
 
-[[ $(id -u) -eq 0 ]] || die "must run as root"
 require_env IMAGE_NAME IMAGE_VERSION BASE_IMAGE
+[[ $(id -u) -eq 0 ]] || die "must run as root"
 command -v dpkg-query >/dev/null || die "dpkg-query not found: only apt-based distributions are supported"
 
 build_time=${BUILD_TIME:-$(date -u +%Y-%m-%dT%H:%M:%SZ)}

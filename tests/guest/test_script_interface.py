@@ -1,0 +1,117 @@
+"""The parameter contract of scripts/linux, exercised the way the Python side
+calls the scripts through Run Command: a header of `export NAME='value'` lines
+(and optionally `set -- ARGS`) put after the shebang. Fast: no root file
+system is built, nothing outside tmp_path is touched."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import FAKE_PRIVATE_KEY, LINUX_SCRIPTS
+
+PROVISION = sorted((LINUX_SCRIPTS / "provision").glob("*.sh"))
+FULL_ENV = {
+    "IMAGE_NAME": "webserver",
+    "IMAGE_VERSION": "1.2.0",
+    "BASE_IMAGE": "Canonical:ubuntu-24_04-lts:server:latest",
+}
+
+
+def with_header(script: Path, env: dict[str, str], args: list[str], dest: Path) -> Path:
+    lines = script.read_text().splitlines(keepends=True)
+    header = [f"export {k}='{v}'\n" for k, v in env.items()]
+    if args:
+        header.append("set -- " + " ".join(f"'{a}'" for a in args) + "\n")
+    dest.write_text(lines[0] + "".join(header) + "".join(lines[1:]))
+    return dest
+
+
+def run_script(
+    script: Path, tmp_path: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    sent = with_header(script, env or {}, args or [], tmp_path / script.name)
+    return subprocess.run(
+        ["bash", str(sent)],
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+REQUIRED = [
+    (script, name)
+    for script in PROVISION
+    for name in ("IMAGE_NAME", "IMAGE_VERSION", "BASE_IMAGE")
+    if name != "BASE_IMAGE" or script.name == "90-manifest.sh"
+]
+
+
+@pytest.mark.parametrize(("script", "missing"), REQUIRED, ids=lambda v: getattr(v, "name", v))
+def test_provisioning_names_a_missing_variable(script: Path, missing: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in FULL_ENV.items() if k != missing}
+    result = run_script(script, tmp_path, env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"{script.stem}: error: environment variable {missing} is required but not set"
+    )
+    assert result.stdout == ""
+
+
+def test_audit_takes_arguments_from_the_header(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc/ssh").mkdir(parents=True)
+    (root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    (root / "etc/ssh/ssh_host_ed25519_key").write_text(FAKE_PRIVATE_KEY)
+    (root / "opt/app").mkdir(parents=True)
+    (root / "opt/app/.env").write_text("# app\nDB_PASSWORD=hunter2\n")
+
+    pre = run_script(
+        LINUX_SCRIPTS / "audit.sh", tmp_path, args=["--root", str(root), "--pre-generalize"]
+    )
+    assert pre.returncode == 1
+    assert pre.stdout.splitlines() == [
+        "audit: FINDING /opt/app/.env: env file with secret-like assignments",
+        f"audit: 1 finding(s) in {root} (pre-generalize audit)",
+    ]
+
+    full = run_script(LINUX_SCRIPTS / "audit.sh", tmp_path, args=["--root", str(root)])
+    assert full.returncode == 1
+    assert set(full.stdout.splitlines()[:-1]) == {
+        "audit: FINDING /opt/app/.env: env file with secret-like assignments",
+        "audit: FINDING /etc/machine-id: machine-id is not empty",
+        "audit: FINDING /etc/ssh/ssh_host_ed25519_key: SSH host key present",
+    }
+
+
+def test_audit_passes_a_clean_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/machine-id").write_text("")
+    (root / "opt/app").mkdir(parents=True)
+    (root / "opt/app/.env").write_text("LISTEN_PORT=8080\n")
+    result = run_script(LINUX_SCRIPTS / "audit.sh", tmp_path, args=["--root", str(root)])
+    assert result.returncode == 0, result.stdout
+    assert result.stdout == f"audit: clean: {root} (full audit)\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--root", "/"], {}, "--root / would generalize the host"),
+        (["--build-user", "Bad Name"], {}, "invalid build user name: 'Bad Name'"),
+        ([], {"BUILD_USERS": "azureuser root"}, "root cannot be a build user"),
+        (["--delay", "soon"], {}, "--delay needs a number of seconds"),
+        (["--frobnicate"], {}, "unknown argument: --frobnicate"),
+    ],
+)
+def test_generalize_rejects_bad_usage_before_touching_anything(
+    args: list[str], env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    result = run_script(LINUX_SCRIPTS / "generalize.sh", tmp_path, env, args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"generalize: error: {message}")
