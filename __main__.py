@@ -7,7 +7,7 @@ imagefactory/, each lifecycle stage in components/.
 import pulumi
 from pulumi_azure_native import authorization
 
-from components import protection_options
+from components import drop_api_version_aliases, protection_options
 from components.build import BuildPlacement, ImageBuild
 from components.consumers import ImageChoice, ScaleSetConsumer, VmGroupConsumer
 from components.gallery import Gallery
@@ -17,6 +17,7 @@ from components.network import build_network, consumer_network
 from imagefactory import contract, naming, stackconfig
 from imagefactory.settings import LATEST, ScaleSet
 
+pulumi.runtime.register_stack_transformation(drop_api_version_aliases)
 settings = stackconfig.settings()
 stack = pulumi.get_stack()
 names = settings.names

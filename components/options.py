@@ -2,9 +2,44 @@
 
 from __future__ import annotations
 
+import copy
+import re
+
 import pulumi
 
 from imagefactory.settings import Protection
+
+# azure-native's API-versioned modules, e.g. "azure-native:compute/v20240701:VirtualMachine".
+_VERSIONED_TYPE = re.compile(r"^azure-native:[A-Za-z0-9]+/v\d{8}[a-z0-9]*:")
+
+
+def drop_api_version_aliases(
+    args: pulumi.ResourceTransformationArgs,
+) -> pulumi.ResourceTransformationResult | None:
+    """A stack transformation: drop the aliases azure-native adds to its versioned types.
+
+    Each azure-native resource carries 10-40 of them so that state written by a versioned
+    module still matches; this project only ever used the default modules, so they never
+    match. The Python SDK turns every alias into URN outputs eagerly (pulumi/pulumi#11064),
+    which was about 80% of the program's run time. Aliases written in this program stay.
+    """
+    aliases = args.opts.aliases
+    if not aliases:
+        return None
+    kept = [
+        a
+        for a in aliases
+        if not (
+            isinstance(a, pulumi.Alias)
+            and isinstance(a.type_, str)
+            and _VERSIONED_TYPE.match(a.type_)
+        )
+    ]
+    if len(kept) == len(aliases):
+        return None
+    opts = copy.copy(args.opts)
+    opts.aliases = kept or None
+    return pulumi.ResourceTransformationResult(args.props, opts)
 
 
 def protection_options(protection: Protection) -> pulumi.ResourceOptions:
