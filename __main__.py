@@ -4,6 +4,8 @@ This file only wires components together; settings, names and scripts live in
 imagefactory/, each lifecycle stage in components/.
 """
 
+import functools
+
 import pulumi
 from pulumi_azure_native import authorization
 
@@ -95,14 +97,13 @@ for image in settings.images:
             )
         # The source id is built from names, so it stays the same after the builder retires.
         source_id = subscription_id.apply(
-            lambda sub, image=image, spec=spec, tl=builder_tl: (
-                naming.virtual_machine_id(
-                    sub, names.build_group, names.builder_vm(image.name, spec.version, image.os)
-                )
-                if tl
-                else naming.managed_image_id(
-                    sub, names.images_group, names.managed_image(image.name, spec.version)
-                )
+            functools.partial(
+                naming.version_source_id,
+                names=names,
+                image=image.name,
+                version=spec.version,
+                os=image.os,
+                from_vm=builder_tl,
             )
         )
         version = ImageVersion(

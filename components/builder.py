@@ -149,7 +149,7 @@ class BuilderVm(pulumi.ComponentResource):
                 os_disk=compute.OSDiskArgs(
                     create_option="FromImage",
                     delete_option="Delete",
-                    caching="ReadWrite",
+                    caching=compute.CachingTypes.READ_WRITE,
                     disk_size_gb=args.builder.os_disk_size_gb,
                     managed_disk=compute.ManagedDiskParametersArgs(
                         storage_account_type=args.builder.os_disk_type

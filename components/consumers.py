@@ -140,7 +140,7 @@ class ScaleSetConsumer(pulumi.ComponentResource):
             orchestration_mode="Uniform",
             overprovision=False,
             upgrade_policy=compute.UpgradePolicyArgs(
-                mode=spec.upgrade_policy, rolling_upgrade_policy=rolling
+                mode=compute.UpgradeMode(spec.upgrade_policy), rolling_upgrade_policy=rolling
             ),
             virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
                 os_profile=compute.VirtualMachineScaleSetOSProfileArgs(
@@ -152,7 +152,7 @@ class ScaleSetConsumer(pulumi.ComponentResource):
                     image_reference=compute.ImageReferenceArgs(id=choice.image_id),
                     os_disk=compute.VirtualMachineScaleSetOSDiskArgs(
                         create_option="FromImage",
-                        caching="ReadWrite",
+                        caching=compute.CachingTypes.READ_WRITE,
                         managed_disk=compute.VirtualMachineScaleSetManagedDiskParametersArgs(
                             storage_account_type="StandardSSD_LRS"
                         ),
@@ -263,7 +263,7 @@ class VmGroupConsumer(pulumi.ComponentResource):
                         os_disk=compute.OSDiskArgs(
                             create_option="FromImage",
                             delete_option="Delete",
-                            caching="ReadWrite",
+                            caching=compute.CachingTypes.READ_WRITE,
                             managed_disk=compute.ManagedDiskParametersArgs(
                                 storage_account_type="StandardSSD_LRS"
                             ),

@@ -62,8 +62,12 @@ class Gallery(pulumi.ComponentResource):
                     offer=image.identifier.offer,
                     sku=image.identifier.sku,
                 ),
-                os_type="Linux" if image.os == "linux" else "Windows",
-                os_state="Generalized",
+                os_type=(
+                    compute.OperatingSystemTypes.LINUX
+                    if image.os == "linux"
+                    else compute.OperatingSystemTypes.WINDOWS
+                ),
+                os_state=compute.OperatingSystemStateTypes.GENERALIZED,
                 hyper_v_generation=image.generation,
                 architecture=image.architecture,
                 features=features or None,

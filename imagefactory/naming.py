@@ -168,6 +168,20 @@ def virtual_machine_id(subscription_id: str, resource_group: str, name: str) -> 
     return arm_id(subscription_id, resource_group, f"Microsoft.Compute/virtualMachines/{name}")
 
 
+def version_source_id(
+    subscription_id: str, *, names: Names, image: str, version: str, os: str, from_vm: bool
+) -> str:
+    """What a gallery version is published from: the builder VM (Trusted Launch) or the
+    managed image. Computed from names only, so retiring the builder changes nothing."""
+    if from_vm:
+        return virtual_machine_id(
+            subscription_id, names.build_group, names.builder_vm(image, version, os)
+        )
+    return managed_image_id(
+        subscription_id, names.images_group, names.managed_image(image, version)
+    )
+
+
 def tags(
     base: Mapping[str, str],
     *,

@@ -165,14 +165,16 @@ class _Mocks(pulumi.runtime.Mocks):
             state["stderr"] = ""
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         if args.token == "azure-native:authorization:getClientConfig":
             return {
                 "subscriptionId": MOCK_SUBSCRIPTION,
                 "tenantId": MOCK_TENANT,
                 "clientId": "00000000-0000-0000-0000-0000000000c1",
                 "objectId": "00000000-0000-0000-0000-0000000000d1",
-            }
+            }, []
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
