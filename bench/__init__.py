@@ -1,0 +1,1 @@
+"""Benchmarks of the program under the mock engine: `.venv/bin/python -m bench`."""
