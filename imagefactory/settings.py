@@ -672,6 +672,21 @@ def _consumer_rules(
     return []
 
 
+def _orphaned(kind: str, index: int, consumer: ScaleSet | VmGroup) -> str:
+    """A consumer of an image whose last version was removed from config."""
+    key = _key((kind, index, "version"))
+    if consumer.version == LATEST:
+        return (
+            f"{key}: 'latest' of image {consumer.image!r} resolves to no version: the image "
+            f"lists none; {consumer.name!r} still uses it, so keep at least one version in latest"
+        )
+    return (
+        f"{key}: {consumer.version!r} is not a version of image {consumer.image!r} (known: "
+        f"none); {consumer.name!r} still pins it, so keep that version in config until no "
+        "consumer uses it"
+    )
+
+
 def _network_rules(network: Network) -> list[str]:
     problems: list[str] = []
     pairs = (
@@ -723,6 +738,7 @@ def _rules(raw: Mapping[str, Any], parsed: Settings | None) -> list[str]:
     # consumer naming one must not also be told the image does not exist. None: the images
     # key itself is unusable, so no consumer's image can be checked.
     broken: set[Any] | None = set()
+    emptied: set[Any] = set()  # images whose every version was removed from config
     if parsed is not None:
         location: str | None = parsed.location
         images = list(enumerate(parsed.images))
@@ -748,6 +764,11 @@ def _rules(raw: Mapping[str, Any], parsed: Settings | None) -> list[str]:
                 item.get("name")
                 for n, item in enumerate(raw_images)
                 if n not in good and isinstance(item, dict)
+            }
+            emptied = {
+                item.get("name")
+                for item in raw_images
+                if isinstance(item, dict) and item.get("versions") == []
             }
         else:
             broken = None
@@ -777,7 +798,9 @@ def _rules(raw: Mapping[str, Any], parsed: Settings | None) -> list[str]:
         )
     for kind, consumers in (("scaleSets", scale_sets), ("vmGroups", vm_groups)):
         for n, consumer in consumers:
-            if broken is not None and consumer.image not in broken:
+            if consumer.image in emptied:
+                problems.append(_orphaned(kind, n, consumer))
+            elif broken is not None and consumer.image not in broken:
                 problems.extend(_consumer_rules(kind, n, consumer, by_name))
     if network is not None:
         problems.extend(_network_rules(network))

@@ -635,6 +635,19 @@ def test_excluding_every_version_from_latest_is_refused(prod_raw: dict[str, Any]
     ]
 
 
+def test_removing_the_last_version_names_every_consumer(prod_raw: dict[str, Any]) -> None:
+    prod_raw["images"][0]["versions"] = []
+    assert problems(prod_raw) == [
+        "imagefactory:images[0].versions: list at least 1 entry here; got none",
+        "imagefactory:scaleSets[0].version: 'latest' of image 'webserver' resolves to no "
+        "version: the image lists none; 'web-us' still uses it, so keep at least one version "
+        "in latest",
+        "imagefactory:scaleSets[1].version: '1.0.0' is not a version of image 'webserver' "
+        "(known: none); 'web-eu' still pins it, so keep that version in config until no "
+        "consumer uses it",
+    ]
+
+
 def test_excluding_the_newest_moves_latest_back(prod_raw: dict[str, Any]) -> None:
     put(prod_raw, "images.0.versions.1.excludeFromLatest", True)
     image = load(prod_raw).images[0]
