@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime as dt
 from typing import Any
 
 import pulumi
@@ -104,6 +105,14 @@ def test_dev_loads_with_its_values(dev_raw: dict[str, Any]) -> None:
     assert s.scale_sets[0].upgrade_policy == "Automatic"
     assert s.capture.stop_timeout_seconds == 900
     assert s.vm_groups == ()
+
+
+def test_unquoted_yaml_dates_and_timestamps_become_dates(prod_raw: dict[str, Any]) -> None:
+    put(prod_raw, "images.1.versions.0.endOfLifeDate", dt.date(2027, 12, 31))
+    put(prod_raw, "images.1.endOfLifeDate", "2028-06-30T00:00:00Z")
+    iis = load(prod_raw).images[1]
+    assert iis.versions[0].end_of_life_date == "2027-12-31"
+    assert iis.end_of_life_date == "2028-06-30"
 
 
 def test_settings_are_frozen(prod_raw: dict[str, Any]) -> None:
