@@ -1,0 +1,136 @@
+"""The latency model's figures, the scheduler on small graphs, and the plan's timing section."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from imagefactory import latency, offline, plan, schedule
+from imagefactory.latency import Estimate
+
+
+def test_run_command_uses_the_scripts_own_estimate() -> None:
+    script = "#!/bin/bash\n# imagefactory-estimate-seconds: 240\necho hi\n"
+    assert latency.run_command(script) == Estimate(240, 480)
+
+
+def test_run_command_never_below_the_agent_minimum() -> None:
+    script = "# imagefactory-estimate-seconds: 3\n"
+    assert latency.run_command(script) == Estimate(20, 40)
+
+
+def test_run_command_falls_back_to_the_default_for_its_file() -> None:
+    rendered = "#!/bin/bash\n# imagefactory: scripts/windows/generalize.ps1 sha256:ab\nx\n"
+    assert latency.run_command(rendered) == Estimate(300, 600)
+    assert latency.run_command("echo unknown\n") == Estimate(120, 240)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"regions": 1, "max_replicas": 1, "mode": "Full", "disk_gb": 64}, Estimate(460, 900)),
+        ({"regions": 5, "max_replicas": 1, "mode": "Full", "disk_gb": 30}, Estimate(940, 1860)),
+        ({"regions": 1, "max_replicas": 3, "mode": "Full", "disk_gb": 30}, Estimate(490, 1020)),
+        ({"regions": 1, "max_replicas": 1, "mode": "Full", "disk_gb": 127}, Estimate(920, 1800)),
+        ({"regions": 1, "max_replicas": 1, "mode": "Shallow", "disk_gb": 30}, Estimate(60, 180)),
+    ],
+)
+def test_image_version_by_regions_replicas_size_and_mode(kwargs, expected) -> None:
+    assert latency.image_version(os="linux", **kwargs) == expected
+
+
+def test_image_version_default_disk_by_os() -> None:
+    one: dict[str, Any] = {"regions": 1, "max_replicas": 1, "mode": "Full", "disk_gb": None}
+    assert latency.image_version(os="linux", **one) == Estimate(460, 900)
+    assert latency.image_version(os="windows", **one) == Estimate(920, 1800)
+
+
+def test_vm_deallocate_scale_set_and_polling() -> None:
+    assert latency.vm("linux") == Estimate(50, 120)
+    assert latency.vm("windows") == Estimate(90, 300)
+    assert latency.capture("windows") == Estimate(46, 122)
+    assert latency.scale_set(10) == Estimate(95, 250)
+    assert latency.polled(schedule.SCALE_SET_T, Estimate(95, 250)) == Estimate(100, 250)
+    assert latency.polled(schedule.COMMAND_T, Estimate(46, 122)) == Estimate(46, 122)
+
+
+def _graph(durations: dict[str, float], edges: list[tuple[str, str]]) -> schedule.Graph:
+    nodes = {u: schedule.Node(u, u, "t", Estimate(d, 2 * d), None) for u, d in durations.items()}
+    preds: dict[str, set[str]] = {u: set() for u in durations}
+    succs: dict[str, set[str]] = {u: set() for u in durations}
+    for a, b in edges:
+        preds[b].add(a)
+        succs[a].add(b)
+    return schedule.Graph(nodes, list(durations), preds, succs)
+
+
+def test_schedule_of_two_independent_chains() -> None:
+    g = _graph({"a1": 10, "a2": 30, "b1": 5, "b2": 5, "c": 1}, [("a1", "a2"), ("b1", "b2")])
+    assert schedule.critical_path(g) == (40, ["a1", "a2"])
+    assert schedule.simulate(g, 1).makespan == 51
+    assert schedule.simulate(g, 2).makespan == 40
+    assert schedule.simulate(g, 100).makespan == 40
+    assert schedule.simulate(g, 2, p90=True).makespan == 80
+    assert schedule.recommend_parallel(g) == 2
+
+
+def test_schedule_is_first_ready_first_started() -> None:
+    # x is registered first and ready first: with one slot it delays the long chain.
+    g = _graph({"x": 10, "y": 1, "z": 50}, [("y", "z")])
+    start = schedule.simulate(g, 1).start
+    assert start == {"x": 0, "y": 10, "z": 11}
+
+
+def test_component_dependencies_expand_to_their_custom_resources() -> None:
+    run = offline.run("prod")
+    g = schedule.graph(run)
+    version = next(u for u, n in g.nodes.items() if n.name == "version-iis-1.0.0-version")
+    capture = next(u for u, n in g.nodes.items() if n.name == "build-iis-1.0.0-generalize-capture")
+    assert capture in g.preds[version]
+    assert all(u in g.nodes for u in g.preds[version])
+
+
+@pytest.fixture(scope="module")
+def timings() -> dict[str, dict]:
+    return {s: schedule.timing(offline.run(s)) for s in ("dev", "prod")}
+
+
+def test_dev_is_a_fraction_of_prod(timings) -> None:
+    dev, prod = timings["dev"], timings["prod"]
+    assert dev["estimateSeconds"] < 0.5 * prod["estimateSeconds"]
+    assert dev["lowerBoundSeconds"] <= dev["estimateSeconds"] <= dev["p90Seconds"]
+
+
+def test_prod_critical_path_is_the_windows_build_and_its_replication(timings) -> None:
+    path = [row["name"] for row in timings["prod"]["criticalPath"]]
+    assert "build-iis-1.0.0-builder-vm" in path
+    assert path[-2:] == ["version-iis-1.0.0-version", path[-1]]
+    assert path[-1].startswith("vmgroup-iis-us-")
+    assert set(timings["prod"]["images"]) == {"iis", "webserver"}
+    # The retired 1.0.0 webserver version was published earlier and costs nothing.
+    assert "version-webserver-1.0.0-version" not in path
+
+
+def test_plan_prints_timing_and_the_comparison(capsys: pytest.CaptureFixture[str]) -> None:
+    assert plan.main(["dev", "--compare", "prod", "--parallel", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "estimated pulumi up: " in out
+    assert "at --parallel 1" in out
+    assert "critical path: groups-" in out
+    assert "lower bound (unlimited parallelism)" in out
+    assert "compared with stack prod: " in out
+    assert "image webserver: ready after" in out
+
+
+def test_plan_recommends_parallel_when_the_given_one_serializes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert plan.main(["prod", "--parallel", "1", "--format", "json"]) == 0
+    timing = json.loads(capsys.readouterr().out)["timing"]
+    assert timing["parallel"] == 1
+    assert timing["recommendedParallel"] > 1
+    assert timing["estimateSeconds"] == timing["serializedSeconds"]
+    lines = schedule.render_lines(timing)
+    assert any(line.startswith("--parallel 1 serializes") for line in lines)
