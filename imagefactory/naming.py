@@ -107,7 +107,9 @@ class Names:
         if os == "windows":
             # 15 characters, no periods: "bld" + a digest of what the builder is for.
             return f"bld{short_hash(self.prefix, image, version, length=10)}"
-        return _fit(f"{self.prefix}-bld-{image}-{version_slug(version)}", LINUX_VM_MAX)
+        # VM names take no '_' or '.', which image names may contain.
+        slug = re.sub(r"[_.]+", "-", image)
+        return _fit(f"{self.prefix}-bld-{slug}-{version_slug(version)}", LINUX_VM_MAX)
 
     def builder_nic(self, image: str, version: str) -> str:
         return _fit(f"{self.prefix}-bld-{image}-{version_slug(version)}-nic", NIC_MAX)

@@ -208,3 +208,9 @@ def test_short_hash_is_stable_hex() -> None:
     assert naming.short_hash("a", "b") == naming.short_hash("a", "b")
     assert naming.short_hash("a", "b") != naming.short_hash("ab")
     assert re.fullmatch(r"[0-9a-f]{8}", naming.short_hash("a"))
+
+
+def test_linux_builder_vm_names_replace_characters_vm_names_refuse() -> None:
+    # Definition names may hold '_' and '.', Azure VM names may not.
+    name = Names("imgf-dev").builder_vm("web_server.v2", "1.2.0", "linux")
+    assert name == "imgf-dev-bld-web-server-v2-1-2-0"
