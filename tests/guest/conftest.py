@@ -32,8 +32,10 @@ MIRROR = os.environ.get("IMAGEFACTORY_DEBIAN_MIRROR", "http://deb.debian.org/deb
 DEBOOTSTRAP_INCLUDE = ("systemd", "systemd-sysv", "udev", "dbus", "ca-certificates")
 # What an Azure Debian image has that the scripts rely on, plus a kernel for
 # the boot test. ifupdown and isc-dhcp-client are how cloud-init configures
-# the network on Debian 12.
+# the network on Debian 12; locales is what its locale module runs
+# (update-locale), as on Debian's own cloud images.
 IMAGE_PACKAGES = (
+    "locales",
     "openssh-server",
     "cloud-init",
     "waagent",
@@ -45,7 +47,7 @@ IMAGE_PACKAGES = (
     "iproute2",
 )
 # Bump when the way the cached tree is made changes.
-CACHE_RECIPE = 1
+CACHE_RECIPE = 2
 
 IMAGE_ENV = {
     "IMAGE_NAME": "webserver",
@@ -194,6 +196,12 @@ def build_base_tree(target: Path) -> None:
             target, [*apt, "install", "--no-install-recommends", *IMAGE_PACKAGES], env=env
         )
         run_in_chroot(target, ["apt-get", "clean"])
+        # Debian's locale-gen ignores its arguments and builds what
+        # /etc/locale.gen lists, so cloud-init's locale module (en_US.UTF-8 by
+        # default) needs the locale generated in the base, as Debian's cloud
+        # images have it.
+        (target / "etc/locale.gen").write_text("en_US.UTF-8 UTF-8\n")
+        run_in_chroot(target, ["locale-gen"])
 
 
 def cached_base_tree() -> Path:
@@ -266,7 +274,9 @@ PLANTS: tuple[Plant, ...] = (
     Plant("/root/.aws/credentials", "[default]\naws_access_key_id = A\n", "absent", "AWS"),
     Plant("/root/.config/gcloud/credentials.db", "sqlite", "absent", "token cache"),
     Plant("/root/.config/gcloud/access_tokens.db", "sqlite", "absent", "token cache"),
-    Plant("/root/.docker/config.json", '{"auths": {"r.io": {"auth": "eDp5"}}}\n', "absent", "Docker"),
+    Plant(
+        "/root/.docker/config.json", '{"auths": {"r.io": {"auth": "eDp5"}}}\n', "absent", "Docker"
+    ),
     Plant("/root/.bash_history", "export ARM_CLIENT_SECRET=x\n", "absent", "history"),
     Plant("/root/.python_history", "import os\n", "absent", "history"),
     Plant("/root/.lesshst", ".less-history-file:\n", "absent", "history"),
@@ -381,8 +391,9 @@ def provision(root: Path) -> str:
     shutil.copytree(LINUX_SCRIPTS / "provision", staged)
     output = []
     for script in sorted(staged.glob("*.sh")):
-        proc = run_in_chroot(root, ["bash", f"/tmp/imagefactory-provision/{script.name}"],
-                             env=IMAGE_ENV)
+        proc = run_in_chroot(
+            root, ["bash", f"/tmp/imagefactory-provision/{script.name}"], env=IMAGE_ENV
+        )
         output.append(proc.stdout)
     shutil.rmtree(staged)
     return "".join(output)
@@ -456,8 +467,7 @@ def boot_image(
     shutil.copyfile(kernels[-1], kernel)
     shutil.copyfile(initrds[-1], initrd)
     raw = work / "root.raw"
-    run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", str(staging), str(raw), "4G"],
-        timeout=600)
+    run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", str(staging), str(raw), "4G"], timeout=600)
     base = work / "base.qcow2"
     run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(base)], timeout=600)
     raw.unlink()

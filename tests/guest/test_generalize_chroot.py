@@ -52,9 +52,7 @@ def test_provisioning_prints_one_line_per_step(generalized_tree: GeneralizedTree
 def test_generalize_succeeds_with_clean_audit(generalized_tree: GeneralizedTree) -> None:
     result = generalized_tree.generalize
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.splitlines()[-1] == (
-        f"audit: clean: {generalized_tree.root} (full audit)"
-    )
+    assert result.stdout.splitlines()[-1] == (f"audit: clean: {generalized_tree.root} (full audit)")
     assert f"build user {BUILD_USER} (uid 1000): removed" in result.stdout
     assert f"build user {MARKED_BUILD_USER} (uid 1001): removed" in result.stdout
 
@@ -147,14 +145,20 @@ def test_image_content_survives(generalized_tree: GeneralizedTree) -> None:
     assert 'APT::Periodic::Unattended-Upgrade "1";' in auto
 
 
-def test_generalize_is_idempotent(
-    generalized_tree: GeneralizedTree, tmp_path: Path
-) -> None:
+def test_generalize_is_idempotent(generalized_tree: GeneralizedTree, tmp_path: Path) -> None:
     again = tmp_path / "rootfs"
     copy_tree(generalized_tree.root, again)
     result = run(
-        ["unshare", "--uts", "bash", str(LINUX_SCRIPTS / "generalize.sh"), "--root", str(again),
-         "--build-user", BUILD_USER],
+        [
+            "unshare",
+            "--uts",
+            "bash",
+            str(LINUX_SCRIPTS / "generalize.sh"),
+            "--root",
+            str(again),
+            "--build-user",
+            BUILD_USER,
+        ],
         env=host_env(),
         check=False,
     )
@@ -168,8 +172,16 @@ def test_generalize_refuses_system_account_as_build_user(
     copy = tmp_path / "rootfs"
     copy_tree(generalized_tree.root, copy, hardlinks=True)
     result = run(
-        ["unshare", "--uts", "bash", str(LINUX_SCRIPTS / "generalize.sh"), "--root", str(copy),
-         "--build-user", "www-data"],
+        [
+            "unshare",
+            "--uts",
+            "bash",
+            str(LINUX_SCRIPTS / "generalize.sh"),
+            "--root",
+            str(copy),
+            "--build-user",
+            "www-data",
+        ],
         env=host_env(),
         check=False,
     )
@@ -177,12 +189,16 @@ def test_generalize_refuses_system_account_as_build_user(
     assert "build user www-data has uid 33 (< 1000)" in result.stderr
 
 
-def test_pre_generalize_audit_ignores_identity(generalized_tree: GeneralizedTree,
-                                               tmp_path: Path) -> None:
+def test_pre_generalize_audit_ignores_identity(
+    generalized_tree: GeneralizedTree, tmp_path: Path
+) -> None:
     copy = tmp_path / "rootfs"
     copy_tree(generalized_tree.root, copy, hardlinks=True)
-    for path in ("/etc/machine-id", "/etc/ssh/ssh_host_ed25519_key",
-                 "/var/lib/waagent/TransportPrivate.pem"):
+    for path in (
+        "/etc/machine-id",
+        "/etc/ssh/ssh_host_ed25519_key",
+        "/var/lib/waagent/TransportPrivate.pem",
+    ):
         write_plant(copy, path, generalized_tree.plants[path])
     assert audit(copy).returncode == 1
     pre = audit(copy, "--pre-generalize")
@@ -202,9 +218,9 @@ def test_audit_names_a_plant_left_behind(
     findings = [line for line in result.stdout.splitlines() if line.startswith("audit: FINDING ")]
     # A file in a credentials directory may be reported as the directory.
     named = [
-        f for f in findings
-        if f.split(" ", 2)[2].split(":", 1)[0] in _self_and_parents(plant.path)
+        f for f in findings if f.split(" ", 2)[2].split(":", 1)[0] in _self_and_parents(plant.path)
     ]
+    assert plant.audit_reason is not None
     assert named, f"audit did not name {plant.path}:\n{result.stdout}"
     assert any(plant.audit_reason in f for f in named), named
     assert result.stdout.splitlines()[-1].startswith(f"audit: {len(findings)} finding(s) in ")

@@ -1,0 +1,281 @@
+"""Boot two clones of the generalized image under qemu, each with its own
+NoCloud seed, and check from their serial consoles and forwarded HTTP ports
+that each got its own identity and that the web server image works."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import IMAGE_ENV, BootImage, GeneralizedTree, run
+
+pytestmark = [pytest.mark.slow, pytest.mark.guest]
+
+CLONES = ("clone-a", "clone-b")
+BOOT_TIMEOUT_S = 480
+HTTP_TIMEOUT_S = 60
+MARKER_RE = re.compile(r"IMAGEFACTORY-([A-Z-]+)=(\S*)")
+
+# Runs once the boot transaction is over (started through systemd-run, so it
+# is not part of that transaction and can wait for it), then reports to the
+# serial console.
+REPORT_SCRIPT = """\
+#!/bin/sh
+timeout 300 systemctl is-system-running --wait >/dev/null 2>&1
+failed=$(systemctl list-units --failed --plain --no-legend | awk '{print $1}' | paste -sd, -)
+dbus=absent
+[ -e /var/lib/dbus/machine-id ] && dbus=$(cat /var/lib/dbus/machine-id)
+manifest=$(python3 -c 'import json; m = json.load(open("/etc/image-manifest.json")); \
+print(json.dumps({k: m[k] for k in ("image_name", "image_version", "build_time", "base_image")} \
+| {"packages": len(m["packages"])}))' | base64 -w0)
+{
+  echo
+  echo "IMAGEFACTORY-HOSTNAME=$(hostname)"
+  echo "IMAGEFACTORY-MACHINE-ID=$(cat /etc/machine-id)"
+  echo "IMAGEFACTORY-DBUS-ID=$dbus"
+  echo "IMAGEFACTORY-HOSTKEY=$(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2)"
+  echo "IMAGEFACTORY-SSH=$(systemctl is-active ssh.service)"
+  echo "IMAGEFACTORY-NGINX=$(systemctl is-active nginx.service)"
+  echo "IMAGEFACTORY-MANIFEST=${manifest:-missing}"
+  echo "IMAGEFACTORY-FAILED-UNITS=${failed:-none}"
+  echo "IMAGEFACTORY-REPORT-DONE=1"
+} >/dev/ttyS0
+"""
+
+
+def user_data() -> str:
+    indented = "\n".join("      " + line for line in REPORT_SCRIPT.splitlines())
+    return (
+        "#cloud-config\n"
+        "write_files:\n"
+        "  - path: /usr/local/sbin/imagefactory-report\n"
+        "    permissions: '0755'\n"
+        "    content: |\n"
+        f"{indented}\n"
+        "runcmd:\n"
+        "  - [systemd-run, --no-block, --unit=imagefactory-report,"
+        " /usr/local/sbin/imagefactory-report]\n"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Clone:
+    hostname: str
+    port: int
+    console: Path
+    process: subprocess.Popen[bytes]
+
+    def markers(self) -> dict[str, str]:
+        text = self.console.read_text(errors="replace") if self.console.exists() else ""
+        return dict(MARKER_RE.findall(text))
+
+    def console_tail(self) -> str:
+        text = self.console.read_text(errors="replace") if self.console.exists() else ""
+        return text[-3000:]
+
+
+def start_clone(image: BootImage, work: Path, hostname: str) -> Clone:
+    work.mkdir()
+    disk = work / "disk.qcow2"
+    run(
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            str(image.base_qcow2),
+            "-F",
+            "qcow2",
+            str(disk),
+        ]
+    )
+    seed_dir = work / "seed"
+    seed_dir.mkdir()
+    (seed_dir / "meta-data").write_text(
+        f"instance-id: iid-{hostname}\nlocal-hostname: {hostname}\n"
+    )
+    (seed_dir / "user-data").write_text(user_data())
+    seed = work / "seed.iso"
+    run(
+        [
+            "genisoimage",
+            "-quiet",
+            "-output",
+            str(seed),
+            "-volid",
+            "cidata",
+            "-joliet",
+            "-rock",
+            str(seed_dir / "user-data"),
+            str(seed_dir / "meta-data"),
+        ]
+    )
+    port = free_port()
+    console = work / "console.log"
+    argv = [
+        "qemu-system-x86_64",
+        "-accel",
+        "tcg",
+        "-machine",
+        "q35",
+        "-cpu",
+        "max",
+        "-smp",
+        "1",
+        "-m",
+        "1024",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-serial",
+        f"file:{console}",
+        "-kernel",
+        str(image.kernel),
+        "-initrd",
+        str(image.initrd),
+        "-append",
+        "root=/dev/vda rw console=ttyS0 net.ifnames=0 ds=nocloud panic=-1",
+        "-drive",
+        f"file={disk},format=qcow2,if=virtio",
+        "-drive",
+        f"file={seed},format=raw,if=virtio,readonly=on",
+        "-nic",
+        f"user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:80",
+    ]
+    log = (work / "qemu.log").open("wb")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    return Clone(hostname=hostname, port=port, console=console, process=process)
+
+
+def stop(clone: Clone) -> None:
+    """Kills this clone's qemu by its own PID."""
+    if clone.process.poll() is None:
+        clone.process.kill()
+    clone.process.wait(timeout=30)
+
+
+def fetch_page(port: int) -> str:
+    deadline = time.monotonic() + HTTP_TIMEOUT_S
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+                return response.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+@dataclass(frozen=True)
+class Booted:
+    hostname: str
+    markers: dict[str, str]
+    page: str
+
+
+@pytest.fixture(scope="module")
+def booted(
+    boot_image: BootImage, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Booted]]:
+    work = tmp_path_factory.mktemp("clones")
+    clones: list[Clone] = []
+    try:
+        for name in CLONES:
+            clones.append(start_clone(boot_image, work / name, name))
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        pending = list(clones)
+        while pending:
+            for clone in list(pending):
+                if "REPORT-DONE" in clone.markers():
+                    pending.remove(clone)
+                elif clone.process.poll() is not None:
+                    pytest.fail(
+                        f"{clone.hostname}: qemu exited ({clone.process.returncode})\n"
+                        f"{clone.console_tail()}"
+                    )
+            if pending and time.monotonic() > deadline:
+                pytest.fail(
+                    f"no report within {BOOT_TIMEOUT_S}s from "
+                    + ", ".join(c.hostname for c in pending)
+                    + "\n"
+                    + "\n".join(c.console_tail() for c in pending)
+                )
+            if pending:
+                time.sleep(3)
+        yield [Booted(c.hostname, c.markers(), fetch_page(c.port)) for c in clones]
+    finally:
+        for clone in clones:
+            stop(clone)
+
+
+def test_each_clone_has_the_hostname_from_its_seed(booted: list[Booted]) -> None:
+    assert [b.markers["HOSTNAME"] for b in booted] == list(CLONES)
+
+
+def test_machine_ids_are_new_and_differ(
+    booted: list[Booted], generalized_tree: GeneralizedTree
+) -> None:
+    ids = [b.markers["MACHINE-ID"] for b in booted]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids), ids
+    assert ids[0] != ids[1]
+    assert generalized_tree.builder.machine_id not in ids
+
+
+def test_dbus_machine_ids_are_not_the_builders(
+    booted: list[Booted], generalized_tree: GeneralizedTree
+) -> None:
+    for b in booted:
+        assert b.markers["DBUS-ID"] != generalized_tree.builder.dbus_machine_id
+        assert b.markers["DBUS-ID"] in {"absent", b.markers["MACHINE-ID"]}
+
+
+def test_ssh_host_keys_are_regenerated_per_clone(
+    booted: list[Booted], generalized_tree: GeneralizedTree
+) -> None:
+    prints = [b.markers["HOSTKEY"] for b in booted]
+    assert all(p.startswith("SHA256:") for p in prints), prints
+    assert prints[0] != prints[1]
+    assert not set(prints) & generalized_tree.builder.host_key_fingerprints
+    assert [b.markers["SSH"] for b in booted] == ["active", "active"]
+
+
+def test_nginx_serves_the_image_page(booted: list[Booted]) -> None:
+    for b in booted:
+        assert b.markers["NGINX"] == "active"
+        assert f'<span id="image-name">{IMAGE_ENV["IMAGE_NAME"]}</span>' in b.page
+        assert f'<span id="image-version">{IMAGE_ENV["IMAGE_VERSION"]}</span>' in b.page
+
+
+def test_manifest_is_valid_json_with_the_fields(booted: list[Booted]) -> None:
+    for b in booted:
+        summary = json.loads(base64.b64decode(b.markers["MANIFEST"]))
+        assert summary["image_name"] == IMAGE_ENV["IMAGE_NAME"]
+        assert summary["image_version"] == IMAGE_ENV["IMAGE_VERSION"]
+        assert summary["base_image"] == IMAGE_ENV["BASE_IMAGE"]
+        assert summary["build_time"].endswith("Z")
+        assert summary["packages"] > 100
+
+
+def test_no_unit_failed(booted: list[Booted]) -> None:
+    assert [b.markers["FAILED-UNITS"] for b in booted] == ["none", "none"]
