@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -39,15 +40,16 @@ def run_case(case: str) -> dict[str, float | int | str]:
 
 def table(rows: Sequence[dict[str, float | int | str]]) -> str:
     lines = [
-        "| case | images | resources | import (s) | evaluation (s) | ms / resource "
+        "| case | images | resources | import (s) | evaluation (s) | CPU (s) | ms / resource "
         "| peak RSS (MB) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         per = 1000 * float(r["eval_s"]) / int(r["resources"])
         lines.append(
             f"| {r['case']} | {r['images']} | {r['resources']} | {float(r['import_s']):.2f} "
-            f"| {float(r['eval_s']):.2f} | {per:.1f} | {float(r['rss_mb']):.0f} |"
+            f"| {float(r['eval_s']):.2f} | {float(r['cpu_s']):.2f} | {per:.1f} "
+            f"| {float(r['rss_mb']):.0f} |"
         )
     return "\n".join(lines)
 
@@ -83,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = [run_case(case) for case in args.cases.split(",")]
     print(table(rows))
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n{os.cpu_count()} CPUs, load average {load} (1, 5, 15 min) after the run")
     print()
     results = checks(rows)
     for text, ok in results:
