@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import gc
 import json
 import runpy
 import uuid
@@ -139,7 +138,7 @@ class Run:
             yield res
 
 
-class _Mocks(pulumi.runtime.Mocks):
+class AzureMocks(pulumi.runtime.Mocks):
     """Answers like Azure's control plane, deterministically."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
@@ -191,10 +190,10 @@ def _arm_id(token: str, name: str, path: str, inputs: Mapping[str, Any]) -> str:
     )
 
 
-class _Monitor(mocks.MockMonitor):
+class RecordingMonitor(mocks.MockMonitor):
     """MockMonitor that also keeps each registration's options and the stack's outputs."""
 
-    def __init__(self, the_mocks: _Mocks) -> None:
+    def __init__(self, the_mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(the_mocks)
         self.registered: list[Registered] = []
         self.stack_outputs: dict[str, Any] = {}
@@ -272,7 +271,7 @@ def stacks() -> list[str]:
     return sorted(p.name.split(".")[1] for p in PROJECT_DIR.glob("Pulumi.*.yaml"))
 
 
-def _wire(value: Any) -> str:
+def wire(value: Any) -> str:
     # The engine passes objects and lists as JSON and scalars as strings.
     if isinstance(value, dict | list):
         return json.dumps(value, default=str)
@@ -286,44 +285,66 @@ def run(
     config: Mapping[str, Any] | None = None,
     *,
     preview: bool = False,
+    monitor: RecordingMonitor | None = None,
 ) -> Run:
     """Run `__main__.py` with the stack's config (or `config`, full keys) under mocks.
 
-    Raises pulumi.RunError when the program refuses the config.
+    Raises pulumi.RunError when the program refuses the config; a `monitor` passed in
+    still holds whatever was registered before that.
     """
     values = stack_config(stack) if config is None else dict(config)
+    return run_program(
+        PROJECT_DIR / "__main__.py",
+        project=project_name(),
+        stack=stack,
+        config=values,
+        preview=preview,
+        monitor=monitor,
+    )
+
+
+def run_program(
+    program: Path,
+    *,
+    project: str,
+    stack: str,
+    config: Mapping[str, Any],
+    preview: bool = False,
+    monitor: RecordingMonitor | None = None,
+) -> Run:
+    """Run any Pulumi Python program under the recording mock engine, in its own context
+    (own event loop, root stack and config), so runs can follow each other in a process."""
+    recorder = monitor or RecordingMonitor(AzureMocks())
     ctx = contextvars.copy_context()
-    return ctx.run(_run, stack, values, preview)
+    return ctx.run(_run, program, project, stack, config, preview, recorder)
 
 
-def _run(stack: str, values: Mapping[str, Any], preview: bool) -> Run:
-    # Each run gets its own event loop and root stack, so runs can follow each other.
-    asyncio.set_event_loop(asyncio.new_event_loop())
+def _run(
+    program: Path,
+    project: str,
+    stack: str,
+    config: Mapping[str, Any],
+    preview: bool,
+    monitor: RecordingMonitor,
+) -> Run:
+    loop = asyncio.new_event_loop()
+    # A refused program fails several outputs at once; the first error raised is the one
+    # reported, so the loop need not log the rest as "never retrieved".
+    loop.set_exception_handler(lambda _loop, _context: None)
+    asyncio.set_event_loop(loop)
     settings.ROOT.set(None)
-    runtime_config.set_all_config({k: _wire(v) for k, v in values.items()}, [])
-    the_mocks = _Mocks()
-    monitor = _Monitor(the_mocks)
-    logs: list[tuple[str, str]] = []
+    runtime_config.set_all_config({k: wire(v) for k, v in config.items()}, [])
     pulumi.runtime.set_mocks(
-        the_mocks, project=project_name(), stack=stack, preview=preview, monitor=monitor
+        monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor
     )
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
-    program = str(PROJECT_DIR / "__main__.py")
 
     def body() -> None:
-        runpy.run_path(program, run_name="__main__")
+        runpy.run_path(str(program), run_name="__main__")
 
-    # The SDK keeps every resource's Outputs alive for the whole run, so with the default
-    # thresholds the collector rescans them over and over: a third of the run's CPU for
-    # 50 images. Collect young objects less often during the run only.
-    thresholds = gc.get_threshold()
-    gc.set_threshold(50_000, 20, 100)
-    try:
-        _sync_await(run_pulumi_func(body))
-    finally:
-        gc.set_threshold(*thresholds)
+    _sync_await(run_pulumi_func(body))
     root = settings.get_root_resource()
     exported = getattr(root, "outputs", {})
     outputs = _sync_await(pulumi.Output.from_input(exported).future()) if exported else {}
-    return Run(stack=stack, resources=monitor.registered, outputs=outputs or {}, logs=logs)
+    return Run(stack=stack, resources=monitor.registered, outputs=outputs or {}, logs=[])

@@ -6,9 +6,6 @@ StackReference state of the consumer's run, so the contract is tested end to end
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import runpy
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
@@ -16,10 +13,6 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
-from pulumi.runtime import config as runtime_config
-from pulumi.runtime import settings
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from examples.consumer import selection
 from imagefactory import contract, offline
@@ -35,7 +28,7 @@ def factory_outputs() -> dict[str, Any]:
     return offline.run("prod").outputs
 
 
-class _ConsumerMocks(offline._Mocks):
+class _ConsumerMocks(offline.AzureMocks):
     """The factory's mocks, plus a StackReference that answers with given outputs."""
 
     def __init__(self, outputs: Mapping[str, Any]) -> None:
@@ -58,36 +51,17 @@ def consumer_config(**changes: Any) -> dict[str, Any]:
 
 def run_consumer(outputs: Mapping[str, Any], config: Mapping[str, Any]) -> offline.Run:
     """The consumer's program under mocks; its stack references land in `run.logs`."""
-    return contextvars.copy_context().run(_run, outputs, config)
-
-
-def _run(outputs: Mapping[str, Any], config: Mapping[str, Any]) -> offline.Run:
-    # Same steps as offline.run, for the consumer's program and project name.
-    loop = asyncio.new_event_loop()
-    # A refused selection fails several outputs at once; the first one raised is the
-    # error under test, so the loop need not log the others as "never retrieved".
-    loop.set_exception_handler(lambda _loop, _context: None)
-    asyncio.set_event_loop(loop)
-    settings.ROOT.set(None)
-    runtime_config.set_all_config({k: offline._wire(v) for k, v in config.items()}, [])
     mocks = _ConsumerMocks(outputs)
-    monitor = offline._Monitor(mocks)
-    pulumi.runtime.set_mocks(
-        mocks, project=selection.NAMESPACE, stack="prod", preview=False, monitor=monitor
+    run = offline.run_program(
+        CONSUMER_DIR / "__main__.py",
+        project=selection.NAMESPACE,
+        stack="prod",
+        config=config,
+        monitor=offline.RecordingMonitor(mocks),
     )
-    settings.SETTINGS.rpc_manager.clear()
-    settings.SETTINGS.outputs.clear()
-    program = str(CONSUMER_DIR / "__main__.py")
-
-    def body() -> None:
-        runpy.run_path(program, run_name="__main__")
-
-    _sync_await(run_pulumi_func(body))
-    exported = getattr(settings.get_root_resource(), "outputs", {})
-    result = _sync_await(pulumi.Output.from_input(exported).future()) if exported else {}
     # StackReference is a read, which the recording monitor does not list; log it instead.
-    refs = [("stackReference", name) for name in mocks.references]
-    return offline.Run("prod", monitor.registered, result or {}, refs)
+    run.logs.extend(("stackReference", name) for name in mocks.references)
+    return run
 
 
 def test_deploys_a_scale_set_from_the_prod_stacks_latest_webserver() -> None:
