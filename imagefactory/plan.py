@@ -270,10 +270,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--parallel", type=int, metavar="N", help="estimate at pulumi up --parallel N"
     )
-    parser.add_argument("--compare", metavar="STACK", help="also estimate STACK and compare")
+    parser.add_argument(
+        "--compare",
+        metavar="STACK",
+        help="also estimate STACK and compare (default: prod, for any other stack; 'none' to skip)",
+    )
     args = parser.parse_args(argv)
-    if args.stack not in offline.stacks():
-        parser.error(f"unknown stack {args.stack!r}; known: {', '.join(offline.stacks())}")
+    known = offline.stacks()
+    if args.stack not in known:
+        parser.error(f"unknown stack {args.stack!r}; known: {', '.join(known)}")
+    if args.compare is None and args.stack != "prod" and "prod" in known:
+        # The dev loop's point is being a fraction of prod: show both.
+        args.compare = "prod"
+    if args.compare == "none":
+        args.compare = None
+    elif args.compare is not None and args.compare not in known:
+        parser.error(f"unknown stack {args.compare!r}; known: {', '.join(known)}")
     try:
         run = offline.run(args.stack)
     except pulumi.RunError as err:

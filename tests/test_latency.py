@@ -134,3 +134,15 @@ def test_plan_recommends_parallel_when_the_given_one_serializes(
     assert timing["estimateSeconds"] == timing["serializedSeconds"]
     lines = schedule.render_lines(timing)
     assert any(line.startswith("--parallel 1 serializes") for line in lines)
+
+
+def test_the_dev_plan_compares_itself_with_prod_by_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from imagefactory import plan
+
+    assert plan.main(["dev"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("compared with stack prod: ")
+    assert plan.main(["dev", "--compare", "none"]) == 0
+    assert "compared with" not in capsys.readouterr().out
