@@ -139,8 +139,6 @@ def test_plan_recommends_parallel_when_the_given_one_serializes(
 def test_the_dev_plan_compares_itself_with_prod_by_default(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from imagefactory import plan
-
     assert plan.main(["dev"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("compared with stack prod: ")
