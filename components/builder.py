@@ -6,10 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_random as random
-import pulumi_tls as tls
 from pulumi_azure_native import compute, network
 
+from components.credentials import os_profile_parts, trusted_launch_profile
 from imagefactory.settings import BaseImage, Builder, Generation, OsType
 
 
@@ -77,55 +76,17 @@ class BuilderVm(pulumi.ComponentResource):
             opts=child,
         )
 
-        if args.os == "linux":
-            key = tls.PrivateKey(f"{name}-ssh", algorithm="RSA", rsa_bits=4096, opts=child)
-            os_profile = compute.OSProfileArgs(
-                computer_name=args.vm_name,
-                admin_username=args.admin_username,
-                linux_configuration=compute.LinuxConfigurationArgs(
-                    disable_password_authentication=True,
-                    provision_vm_agent=True,
-                    ssh=compute.SshConfigurationArgs(
-                        public_keys=[
-                            compute.SshPublicKeyArgs(
-                                path=f"/home/{args.admin_username}/.ssh/authorized_keys",
-                                key_data=key.public_key_openssh,
-                            )
-                        ]
-                    ),
-                ),
-            )
-        else:
-            password = random.RandomPassword(
-                f"{name}-password",
-                length=28,
-                special=True,
-                override_special="!#%*-_+=?",
-                min_lower=2,
-                min_upper=2,
-                min_numeric=2,
-                min_special=2,
-                opts=child,
-            )
-            os_profile = compute.OSProfileArgs(
-                computer_name=args.vm_name,
-                admin_username=args.admin_username,
-                # Secret already; said again so no code path can ever log it in clear.
-                admin_password=pulumi.Output.secret(password.result),
-                windows_configuration=compute.WindowsConfigurationArgs(
-                    provision_vm_agent=True,
-                    enable_automatic_updates=False,
-                ),
-            )
+        os_profile = compute.OSProfileArgs(
+            computer_name=args.vm_name,
+            admin_username=args.admin_username,
+            **os_profile_parts(
+                self, name, os=args.os, admin=args.admin_username, automatic_updates=False
+            ),
+        )
 
-        security = None
-        if args.builder.security_type == "TrustedLaunch":
-            security = compute.SecurityProfileArgs(
-                security_type="TrustedLaunch",
-                uefi_settings=compute.UefiSettingsArgs(
-                    secure_boot_enabled=True, v_tpm_enabled=True
-                ),
-            )
+        security = (
+            trusted_launch_profile() if args.builder.security_type == "TrustedLaunch" else None
+        )
 
         base = args.base_image
         self.vm = compute.VirtualMachine(

@@ -6,10 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_random as random
-import pulumi_tls as tls
 from pulumi_azure_native import compute, network
 
+from components.credentials import os_profile_parts, trusted_launch_profile
 from imagefactory.naming import Names
 from imagefactory.settings import Image, ScaleSet, VmGroup
 
@@ -34,52 +33,6 @@ def _trusted_launch(image: Image) -> bool:
     )
 
 
-def _credentials(owner: pulumi.Resource, name: str, image: Image) -> dict[str, pulumi.Input]:
-    """Generated admin credentials; secrets in state, never exported."""
-    child = pulumi.ResourceOptions(parent=owner)
-    if image.os == "linux":
-        key = tls.PrivateKey(f"{name}-ssh", algorithm="RSA", rsa_bits=4096, opts=child)
-        return {"ssh_public_key": key.public_key_openssh}
-    password = random.RandomPassword(
-        f"{name}-password",
-        length=28,
-        special=True,
-        override_special="!#%*-_+=?",
-        min_lower=2,
-        min_upper=2,
-        min_numeric=2,
-        min_special=2,
-        opts=child,
-    )
-    return {"admin_password": pulumi.Output.secret(password.result)}
-
-
-def _os_configuration(
-    image: Image, admin: str, creds: Mapping[str, pulumi.Input]
-) -> dict[str, object]:
-    if image.os == "linux":
-        return {
-            "linux_configuration": compute.LinuxConfigurationArgs(
-                disable_password_authentication=True,
-                provision_vm_agent=True,
-                ssh=compute.SshConfigurationArgs(
-                    public_keys=[
-                        compute.SshPublicKeyArgs(
-                            path=f"/home/{admin}/.ssh/authorized_keys",
-                            key_data=creds["ssh_public_key"],
-                        )
-                    ]
-                ),
-            )
-        }
-    return {
-        "admin_password": creds["admin_password"],
-        "windows_configuration": compute.WindowsConfigurationArgs(
-            provision_vm_agent=True, enable_automatic_updates=True
-        ),
-    }
-
-
 class ScaleSetConsumer(pulumi.ComponentResource):
     """A scale set from a gallery image, with a health extension so rolling upgrades work."""
 
@@ -100,7 +53,9 @@ class ScaleSetConsumer(pulumi.ComponentResource):
     ) -> None:
         super().__init__("imagefactory:consume:ScaleSet", name, None, opts)
         image = choice.image
-        creds = _credentials(self, name, image)
+        creds = os_profile_parts(
+            self, name, os=image.os, admin=admin_username, automatic_updates=True
+        )
         health = compute.VirtualMachineScaleSetExtensionArgs(
             name="health",
             publisher="Microsoft.ManagedServices",
@@ -121,16 +76,7 @@ class ScaleSetConsumer(pulumi.ComponentResource):
                 max_unhealthy_upgraded_instance_percent=20,
                 pause_time_between_batches="PT0S",
             )
-        security = (
-            compute.SecurityProfileArgs(
-                security_type="TrustedLaunch",
-                uefi_settings=compute.UefiSettingsArgs(
-                    secure_boot_enabled=True, v_tpm_enabled=True
-                ),
-            )
-            if _trusted_launch(image)
-            else None
-        )
+        security = trusted_launch_profile() if _trusted_launch(image) else None
         self.scale_set = compute.VirtualMachineScaleSet(
             f"{name}-vmss",
             vm_scale_set_name=names.scale_set(spec.name, image.os),
@@ -146,7 +92,7 @@ class ScaleSetConsumer(pulumi.ComponentResource):
                 os_profile=compute.VirtualMachineScaleSetOSProfileArgs(
                     computer_name_prefix=names.computer_name_prefix(spec.name, image.os),
                     admin_username=admin_username,
-                    **_os_configuration(image, admin_username, creds),  # type: ignore[arg-type]
+                    **creds,
                 ),
                 storage_profile=compute.VirtualMachineScaleSetStorageProfileArgs(
                     image_reference=compute.ImageReferenceArgs(id=choice.image_id),
@@ -208,18 +154,11 @@ class VmGroupConsumer(pulumi.ComponentResource):
     ) -> None:
         super().__init__("imagefactory:consume:VmGroup", name, None, opts)
         image = choice.image
-        creds = _credentials(self, name, image)
-        child = pulumi.ResourceOptions(parent=self)
-        security = (
-            compute.SecurityProfileArgs(
-                security_type="TrustedLaunch",
-                uefi_settings=compute.UefiSettingsArgs(
-                    secure_boot_enabled=True, v_tpm_enabled=True
-                ),
-            )
-            if _trusted_launch(image)
-            else None
+        creds = os_profile_parts(
+            self, name, os=image.os, admin=admin_username, automatic_updates=True
         )
+        child = pulumi.ResourceOptions(parent=self)
+        security = trusted_launch_profile() if _trusted_launch(image) else None
         self.vms = []
         for index in range(spec.count):
             vm_name = names.group_vm(spec.name, index, image.os)
@@ -256,7 +195,7 @@ class VmGroupConsumer(pulumi.ComponentResource):
                     os_profile=compute.OSProfileArgs(
                         computer_name=vm_name,
                         admin_username=admin_username,
-                        **_os_configuration(image, admin_username, creds),  # type: ignore[arg-type]
+                        **creds,
                     ),
                     storage_profile=compute.StorageProfileArgs(
                         image_reference=compute.ImageReferenceArgs(id=choice.image_id),

@@ -384,49 +384,49 @@ class Network(_Model):
     consumer_subnet: Str = "10.60.1.0/24"
 
 
-class ScaleSet(_Model):
-    """A scale set deployed from a gallery image."""
+class _Consumer(_Model):
+    """What every consumer names: itself, its region, and the image version it runs."""
+
+    _WHAT: typing.ClassVar[str]
+    _NAME_MAX: typing.ClassVar[int]
 
     name: Str
     region: Str
     image: Str
     version: Str = LATEST
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_slug(value, cls._WHAT, cls._NAME_MAX)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return _check_region(value)
+
+
+class ScaleSet(_Consumer):
+    """A scale set deployed from a gallery image."""
+
+    _WHAT = "scale set name"
+    _NAME_MAX = naming.LINUX_SCALE_SET_MAX
+
     sku: Str = "Standard_B2s"
     capacity: int = Field(default=2, ge=0, le=1000)
     upgrade_policy: UpgradeMode = "Rolling"
     health_port: int = Field(default=80, ge=1, le=65535)
     health_path: Str = "/"
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_slug(value, "scale set name", naming.LINUX_SCALE_SET_MAX)
 
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        return _check_region(value)
-
-
-class VmGroup(_Model):
+class VmGroup(_Consumer):
     """`count` identical VMs with unique names (like `az vm create --count`)."""
 
-    name: Str
-    region: Str
-    image: Str
-    version: Str = LATEST
+    _WHAT = "VM group name"
+    _NAME_MAX = 40
+
     size: Str = "Standard_B2s"
     count: int = Field(default=1, ge=1, le=100)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _check_slug(value, "VM group name", 40)
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        return _check_region(value)
 
 
 class Settings(_Model):

@@ -499,6 +499,20 @@ CASES: list[tuple[str, str, Any, str]] = [
         -1,
         "imagefactory:scaleSets[0].capacity: -1: input should be greater than or equal to 0",
     ),
+    (
+        "scale-set-name",
+        "scaleSets.0.name",
+        "Web_US",
+        "imagefactory:scaleSets[0].name: 'Web_US' is not a valid scale set name; use 1-64 "
+        "lower-case letters, digits and single hyphens, starting with a letter",
+    ),
+    (
+        "vm-group-name",
+        "vmGroups.0.name",
+        "iis-" + "x" * 40,
+        f"imagefactory:vmGroups[0].name: 'iis-{'x' * 40}' is not a valid VM group name; use "
+        "1-40 lower-case letters, digits and single hyphens, starting with a letter",
+    ),
 ]
 
 
