@@ -387,8 +387,15 @@ def test_vm_group_makes_count_vms_with_unique_names(prod: Run) -> None:
 
 
 def test_retired_builder_has_no_build_resources_but_keeps_its_version(prod: Run) -> None:
-    for token in (VM, NIC, RUN_COMMAND, COMMAND, IMAGE):
-        assert tagged(prod, token, "webserver", "1.0.0") == [] or token == COMMAND
+    # The active version of the same image has every build resource; the retired one none.
+    for token in (VM, NIC, RUN_COMMAND, IMAGE):
+        assert tagged(prod, token, "webserver", "1.1.0") != [], token
+        assert tagged(prod, token, "webserver", "1.0.0") == [], token
+    captures = [r.name for r in prod.of_type(COMMAND)]
+    assert sorted(captures) == [
+        "build-iis-1.0.0-generalize-capture",
+        "build-webserver-1.1.0-generalize-capture",
+    ]
     assert not [r for r in prod.resources if r.name.startswith("build-webserver-1.0.0")]
     version = version_of(prod, "webserver", "1.0.0")
     assert version.inputs["storageProfile"]["source"] == {
