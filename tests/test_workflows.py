@@ -55,3 +55,16 @@ def test_no_stored_azure_client_secret() -> None:
     for workflow in WORKFLOWS:
         text = workflow.read_text()
         assert "client-secret" not in text and "ARM_CLIENT_SECRET" not in text, workflow.name
+
+
+def test_the_test_suite_runs_on_every_push_and_pull_request_as_ci_runs_it() -> None:
+    workflow = yaml.safe_load((WORKFLOWS[0].parent / "test.yml").read_text())
+    # PyYAML reads the key `on` as True.
+    assert workflow[True] == {
+        "push": {"branches": ["main"]},
+        "pull_request": {"branches": ["main"]},
+    }
+    (step,) = [s for s in workflow["jobs"]["test"]["steps"] if "run" in s]
+    assert step["run"] == "sudo --preserve-env=CI,PYTHON,PATH ./run test"
+    ci_run = (WORKFLOWS[0].parent.parent.parent / ".ci" / "run").read_text()
+    assert ci_run.rstrip().endswith("./run test")
