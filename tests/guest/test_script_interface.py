@@ -1,7 +1,8 @@
 """The parameter contract of scripts/linux, exercised the way the Python side
-calls the scripts through Run Command: a header of `export NAME='value'` lines
-(and optionally `set -- ARGS`) put after the shebang. Fast: no root file
-system is built, nothing outside tmp_path is touched."""
+calls the scripts through Run Command: the exact text `imagefactory.scripts.render`
+builds (a header of `export NAME=value` lines and optionally `set -- ARGS`, then
+the file). Fast: no root file system is built, nothing outside tmp_path is
+touched."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from imagefactory import scripts
 
 from .conftest import FAKE_PRIVATE_KEY, LINUX_SCRIPTS
 
@@ -20,19 +23,15 @@ FULL_ENV = {
 }
 
 
-def with_header(script: Path, env: dict[str, str], args: list[str], dest: Path) -> Path:
-    lines = script.read_text().splitlines(keepends=True)
-    header = [f"export {k}='{v}'\n" for k, v in env.items()]
-    if args:
-        header.append("set -- " + " ".join(f"'{a}'" for a in args) + "\n")
-    dest.write_text(lines[0] + "".join(header) + "".join(lines[1:]))
-    return dest
-
-
 def run_script(
     script: Path, tmp_path: Path, env: dict[str, str] | None = None, args: list[str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    sent = with_header(script, env or {}, args or [], tmp_path / script.name)
+    """Run the script as Run Command does: the text `scripts.render` builds, saved to a file."""
+    rendered = scripts.render(
+        scripts.load(f"linux/{script.relative_to(LINUX_SCRIPTS)}"), "linux", env or {}, args or []
+    )
+    sent = tmp_path / script.name
+    sent.write_text(rendered)
     return subprocess.run(
         ["bash", str(sent)],
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
@@ -102,7 +101,6 @@ def test_audit_passes_a_clean_root(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
-        (["--root", "/"], {}, "--root / would generalize the host"),
         (["--build-user", "Bad Name"], {}, "invalid build user name: 'Bad Name'"),
         ([], {"BUILD_USERS": "azureuser root"}, "root cannot be a build user"),
         (["--delay", "soon"], {}, "--delay needs a number of seconds"),
@@ -112,6 +110,22 @@ def test_audit_passes_a_clean_root(tmp_path: Path) -> None:
 def test_generalize_rejects_bad_usage_before_touching_anything(
     args: list[str], env: dict[str, str], message: str, tmp_path: Path
 ) -> None:
-    result = run_script(LINUX_SCRIPTS / "generalize.sh", tmp_path, env, args)
-    assert result.returncode == 2
-    assert result.stderr.startswith(f"generalize: error: {message}")
+    # Always with --root on an empty directory: without it the script is in live mode, and
+    # if a check ever moved after the first real action it would generalize this machine.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_script(
+        LINUX_SCRIPTS / "generalize.sh", tmp_path, env, ["--root", str(empty), *args]
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"generalize: error: {message}\n"
+    assert list(empty.iterdir()) == []
+
+
+def test_generalize_refuses_the_host_root(tmp_path: Path) -> None:
+    result = run_script(LINUX_SCRIPTS / "generalize.sh", tmp_path, {}, ["--root", "/"])
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "generalize: error: --root / would generalize the host: "
+        "run without --root on the builder instead\n"
+    )
