@@ -166,6 +166,12 @@ def code_of(text: str) -> str:
     return "".join(scan(text).code)
 
 
+def strings_of(text: str) -> list[str]:
+    """The bodies of every string in text, literal and expandable (code_of blanks them)."""
+    scanned = scan(text)
+    return scanned.literal + scanned.expandable
+
+
 def unbalanced(code: str) -> str | None:
     """Describe the first bracket mismatch in code, or None when balanced."""
     pairs = {")": "(", "}": "{", "]": "["}
@@ -326,7 +332,19 @@ def test_iis_hardening_disables_smb1_and_old_tls() -> None:
     assert "@('Server', 'Client')" in text
     assert "-Name 'Enabled' -Value 0" in text
     assert "-Name 'DisabledByDefault' -Value 1" in text
-    assert "TLS 1.2" not in code_of(text)
+    assert not disables_tls_1_2(text)
+
+
+def disables_tls_1_2(text: str) -> bool:
+    # The protocol names are strings, so look in the string bodies, not in code_of.
+    return any("TLS 1.2" in body for body in strings_of(text))
+
+
+def test_tls_1_2_check_sees_the_protocol_list() -> None:
+    text = read(IIS)
+    modified = text.replace("@('TLS 1.0', 'TLS 1.1')", "@('TLS 1.0', 'TLS 1.1', 'TLS 1.2')")
+    assert modified != text
+    assert disables_tls_1_2(modified)
 
 
 # --- 90-manifest.ps1 -----------------------------------------------------------
@@ -386,8 +404,53 @@ def test_generalize_runs_sysprep_with_exactly_these_flags() -> None:
     assert "Join-Path $env:SystemRoot 'System32\\Sysprep\\Sysprep.exe'" in text
     calls = re.findall(r"Start-Process -FilePath \$sysprep -ArgumentList '([^']*)'", text)
     assert [call.split() for call in calls] == [["/generalize", "/oobe", "/quit", "/mode:vm"]]
-    for flag in ["/shutdown", "/reboot", "/unattend", "/audit"]:
-        assert flag not in code_of(text)
+    assert forbidden_sysprep_flags(text) == []
+
+
+FORBIDDEN_SYSPREP_FLAGS = ("/shutdown", "/reboot", "/unattend", "/audit")
+
+
+def forbidden_sysprep_flags(text: str) -> list[str]:
+    """Forbidden flags anywhere an argument can be: string bodies (a quoted -ArgumentList)
+    and code (bare-word arguments). Comments are left out, so they may name the flags."""
+    places = [code_of(text), *strings_of(text)]
+    return [
+        flag
+        for flag in FORBIDDEN_SYSPREP_FLAGS
+        if any(re.search(re.escape(flag) + r"\b", place, flags=re.IGNORECASE) for place in places)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "found"),
+    [
+        (
+            "'/generalize /oobe /quit /mode:vm'",
+            "'/generalize /oobe /shutdown /mode:vm'",
+            ["/shutdown"],
+        ),
+        ("'/generalize /oobe /quit /mode:vm'", '"/generalize /oobe /Reboot /mode:vm"', ["/reboot"]),
+        (
+            "-ArgumentList '/generalize /oobe /quit /mode:vm'",
+            "-ArgumentList '/generalize', '/oobe', '/quit', '/unattend:u.xml'",
+            ["/unattend"],
+        ),
+        (
+            "-ArgumentList '/generalize /oobe /quit /mode:vm'",
+            "-ArgumentList /audit, /quit",
+            ["/audit"],
+        ),
+        ("# Step 6: Sysprep.", "# Step 6: Sysprep, never /shutdown.", []),
+    ],
+    ids=["literal", "expandable", "argument-array", "bare-word", "comment-is-fine"],
+)
+def test_forbidden_sysprep_flag_check_sees_every_argument(
+    old: str, new: str, found: list[str]
+) -> None:
+    text = read(GENERALIZE)
+    modified = text.replace(old, new)
+    assert modified != text
+    assert forbidden_sysprep_flags(modified) == found
 
 
 def test_generalize_waits_for_image_state() -> None:
