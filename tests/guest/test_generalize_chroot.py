@@ -61,9 +61,8 @@ def test_generalize_never_renames_the_host(generalized_tree: GeneralizedTree) ->
     assert generalized_tree.host_name_after == generalized_tree.host_name_before
 
 
-@pytest.mark.parametrize("plant", PLANTS, ids=lambda p: p.path)
-def test_plant_is_gone_or_reset(generalized_tree: GeneralizedTree, plant: Plant) -> None:
-    target = generalized_tree.root / plant.path.lstrip("/")
+def assert_plant_is_gone_or_reset(root: Path, plant: Plant) -> None:
+    target = root / plant.path.lstrip("/")
     if plant.after == "absent":
         assert not target.exists() and not target.is_symlink()
     elif plant.after == "empty":
@@ -72,6 +71,11 @@ def test_plant_is_gone_or_reset(generalized_tree: GeneralizedTree, plant: Plant)
     else:
         assert target.is_file()
         assert b"imagefactory-builder" not in target.read_bytes()
+
+
+@pytest.mark.parametrize("plant", PLANTS, ids=lambda p: p.path)
+def test_plant_is_gone_or_reset(generalized_tree: GeneralizedTree, plant: Plant) -> None:
+    assert_plant_is_gone_or_reset(generalized_tree.root, plant)
 
 
 def test_build_users_are_removed_from_every_account_database(
@@ -164,6 +168,9 @@ def test_generalize_is_idempotent(generalized_tree: GeneralizedTree, tmp_path: P
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"build user {BUILD_USER}: not present" in result.stdout
+    assert result.stdout.splitlines()[-1] == f"audit: clean: {again.resolve()} (full audit)"
+    for plant in PLANTS:
+        assert_plant_is_gone_or_reset(again, plant)
 
 
 def test_generalize_refuses_system_account_as_build_user(
