@@ -54,7 +54,12 @@ if groups.build is not None:
         tags=naming.tags(settings.tags, stack=stack, temporary=True),
     )
     placement = BuildPlacement(
-        names, location, groups.build.name, images_group, builders_net.subnet.id
+        names,
+        location,
+        groups.build.name,
+        images_group,
+        builders_net.subnet.id,
+        subscription_id,
     )
 
 protection = protection_options(settings.protection)

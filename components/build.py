@@ -40,6 +40,7 @@ class BuildPlacement:
     build_group: pulumi.Input[str]
     images_group: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
+    subscription_id: pulumi.Input[str]
 
 
 class ImageBuild(pulumi.ComponentResource):
@@ -123,6 +124,7 @@ class ImageBuild(pulumi.ComponentResource):
                 max_tries=capture.max_tries,
                 backoff_seconds=capture.backoff_seconds,
             ),
+            subscription_id=placement.subscription_id,
             vm=vm,
             after=provisioning.last,
             resource_group_name=placement.build_group,

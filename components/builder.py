@@ -98,7 +98,11 @@ class BuilderVm(pulumi.ComponentResource):
             network_profile=compute.NetworkProfileArgs(
                 network_interfaces=[
                     compute.NetworkInterfaceReferenceArgs(
-                        id=self.nic.id, primary=True, delete_option="Delete"
+                        # Pulumi owns the NIC: with "Delete" Azure would remove it with the
+                        # VM, and a rebuilt VM would point at a NIC Pulumi thinks exists.
+                        id=self.nic.id,
+                        primary=True,
+                        delete_option="Detach",
                     )
                 ]
             ),

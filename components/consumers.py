@@ -188,7 +188,10 @@ class VmGroupConsumer(pulumi.ComponentResource):
                     network_profile=compute.NetworkProfileArgs(
                         network_interfaces=[
                             compute.NetworkInterfaceReferenceArgs(
-                                id=nic.id, primary=True, delete_option="Delete"
+                                # Pulumi owns the NIC (see the builder).
+                                id=nic.id,
+                                primary=True,
+                                delete_option="Detach",
                             )
                         ]
                     ),
@@ -214,7 +217,14 @@ class VmGroupConsumer(pulumi.ComponentResource):
                         "imagefactory-image": image.name,
                         "imagefactory-version": choice.version_label,
                     },
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[choice.waits_for]),
+                    opts=pulumi.ResourceOptions(
+                        parent=self,
+                        depends_on=[choice.waits_for],
+                        # Azure cannot change a VM's image in place: moving the group to
+                        # another version rebuilds its VMs, under the same names.
+                        replace_on_changes=["storageProfile.imageReference"],
+                        delete_before_replace=True,
+                    ),
                 )
             )
         self.register_outputs({"vmIds": [vm.id for vm in self.vms]})

@@ -9,7 +9,7 @@ import pulumi_command as command
 from pulumi_azure_native import compute
 
 from components.provisioning import run_steps
-from imagefactory.scripts import CaptureCommand, Step
+from imagefactory.scripts import CaptureCommand, Step, with_subscription
 
 
 class Generalization(pulumi.ComponentResource):
@@ -29,6 +29,7 @@ class Generalization(pulumi.ComponentResource):
         step: Step,
         step_index: int,
         capture: CaptureCommand,
+        subscription_id: pulumi.Input[str],
         vm: compute.VirtualMachine,
         after: pulumi.Resource,
         resource_group_name: pulumi.Input[str],
@@ -52,10 +53,13 @@ class Generalization(pulumi.ComponentResource):
         )
         self.capture = command.local.Command(
             f"{name}-capture",
-            create=capture.create,
+            # The provider's subscription, not whatever `az account set` last chose.
+            create=pulumi.Output.from_input(subscription_id).apply(
+                lambda sub: with_subscription(capture.create, sub)
+            ),
             delete=capture.delete,
             environment=capture.environment,
             triggers=[vm.vm_id, capture.script.sha256],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.in_guest]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.in_guest], deleted_with=vm),
         )
         self.register_outputs({"captureStdout": self.capture.stdout})

@@ -49,6 +49,9 @@ def run_steps(
                 depends_on=[previous],
                 # A rebuilt VM has none of the old run commands: run them all again.
                 replace_with=[vm],
+                # They go with their VM. Deleting one on its own is an extension change,
+                # which Azure refuses on a deallocated, generalized builder.
+                deleted_with=vm,
                 custom_timeouts=pulumi.CustomTimeouts(
                     create=f"{timeout_seconds + RUN_COMMAND_SLACK_SECONDS}s",
                     update=f"{timeout_seconds + RUN_COMMAND_SLACK_SECONDS}s",

@@ -97,6 +97,8 @@ class Registered:
     retain_on_delete: bool = False
     delete_before_replace: bool = False
     replace_with: list[str] = field(default_factory=list)
+    deleted_with: str = ""
+    replace_on_changes: list[str] = field(default_factory=list)
     replacement_trigger: Any = None
     ignore_changes: list[str] = field(default_factory=list)
     additional_secret_outputs: list[str] = field(default_factory=list)
@@ -219,6 +221,8 @@ class RecordingMonitor(mocks.MockMonitor):
                 retain_on_delete=bool(request.retainOnDelete),
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 replace_with=list(request.replace_with),
+                deleted_with=request.deletedWith,
+                replace_on_changes=list(request.replaceOnChanges),
                 replacement_trigger=_plain(
                     rpc.deserialize_property(json_format.MessageToDict(request.replacement_trigger))
                 )

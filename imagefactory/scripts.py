@@ -141,3 +141,8 @@ def capture_command(
         },
         script=script,
     )
+
+
+def with_subscription(command: str, subscription_id: str) -> str:
+    """The capture command pinned to one subscription (`--subscription` on every az call)."""
+    return f"{command} --subscription {shlex.quote(subscription_id)}"

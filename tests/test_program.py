@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections.abc import Iterator
 
 import pytest
 
-from imagefactory import contract, offline
+from imagefactory import contract, offline, scripts
 from imagefactory.offline import Registered, Run
 
 SUB = offline.MOCK_SUBSCRIPTION
@@ -117,20 +118,53 @@ def test_dev_chain_vm_provision_generalize_capture_image_version_consumer(dev: R
     assert explicit(steps[0]) == set()
     for before, after in itertools.pairwise(steps):
         assert before.urn in explicit(after)
-    for step in steps:
+    expected = scripts.guest_steps(
+        os="linux",
+        provision=(
+            "linux/provision/10-base.sh",
+            "linux/provision/20-webserver.sh",
+            "linux/provision/90-manifest.sh",
+        ),
+        image="webserver",
+        version="0.1.0",
+        base_image="Canonical:ubuntu-24_04-lts:server:latest",
+        build_user="azureuser",
+    )
+    for step, want in zip(steps, expected, strict=True):
+        # The VM runs exactly the rendered file; its tag names the file and its digest.
+        assert step.inputs["source"] == {"script": want.source}
+        assert step.inputs["tags"]["imagefactory-script"] == (
+            f"{want.script.path}@{want.script.sha256[:12]}"
+        )
         assert step.inputs["treatFailureAsDeploymentFailure"] is True
         assert step.inputs["asyncExecution"] is False
         assert step.inputs["timeoutInSeconds"] == 30 * 60
+        assert step.custom_timeouts == {"create": "2400s", "update": "2400s"}
         assert step.replace_with == [vm.urn]
+        # Deleted with the VM: Azure refuses extension changes on a generalized VM.
+        assert step.deleted_with == vm.urn
 
     capture = dev.named("build-webserver-0.1.0-generalize-capture")
     assert explicit(capture) == {steps[-1].urn}
-    assert capture.inputs["triggers"][0] == vm.outputs["vmId"]
+    capture_sh = (scripts.SCRIPTS_DIR / "azure" / "capture.sh").read_bytes()
+    assert capture.inputs["triggers"] == [
+        vm.outputs["vmId"],
+        hashlib.sha256(capture_sh).hexdigest(),
+    ]
     assert capture.inputs["create"] == (
         "bash scripts/azure/capture.sh capture --resource-group imgf-dev-build-rg "
+        f"--vm imgf-dev-bld-webserver-0-1-0 --subscription {SUB}"
+    )
+    assert capture.inputs["delete"] == (
+        "bash scripts/azure/capture.sh delete --resource-group imgf-dev-build-rg "
         "--vm imgf-dev-bld-webserver-0-1-0"
     )
-    assert capture.inputs["environment"]["CAPTURE_STOP_TIMEOUT_SECONDS"] == "900"
+    assert capture.inputs["environment"] == {
+        "CAPTURE_STOP_TIMEOUT_SECONDS": "900",
+        "CAPTURE_POLL_SECONDS": "15",
+        "CAPTURE_MAX_TRIES": "6",
+        "CAPTURE_BACKOFF_SECONDS": "10",
+    }
 
     image = dev.named("build-webserver-0.1.0-capture-image")
     assert explicit(image) == {capture.urn}
@@ -423,3 +457,40 @@ def test_outputs_contract(prod: Run) -> None:
     # Only ids, names and plain values: no resource objects slipped through.
     for value in walk(prod.outputs):
         assert not value.startswith("urn:pulumi:")
+
+
+def test_pulumi_owns_every_nic_so_a_rebuilt_vm_never_points_at_a_deleted_one(prod: Run) -> None:
+    vms = prod.of_type(VM)
+    assert len(vms) == 4
+    for vm in vms:
+        (ref,) = vm.inputs["networkProfile"]["networkInterfaces"]
+        assert ref["deleteOption"] == "Detach", vm.name
+        assert vm.inputs["storageProfile"]["osDisk"]["deleteOption"] == "Delete", vm.name
+
+
+def test_a_vm_group_moving_to_another_version_is_rebuilt_under_the_same_names(prod: Run) -> None:
+    for name in ("vmgroup-iis-us-000", "vmgroup-iis-us-001"):
+        vm = prod.named(name)
+        assert vm.replace_on_changes == ["storageProfile.imageReference"]
+        assert vm.delete_before_replace is True
+
+
+def test_windows_build_steps_and_capture(prod: Run) -> None:
+    vm = prod.named("build-iis-1.0.0-builder-vm")
+    steps = [r for r in prod.of_type(RUN_COMMAND) if r.inputs["vmName"] == vm.inputs["vmName"]]
+    assert [s.inputs["runCommandName"] for s in steps] == [
+        "01-10-iis",
+        "02-90-manifest",
+        "03-audit",
+        "04-generalize",
+    ]
+    assert (
+        steps[-1]
+        .inputs["source"]["script"]
+        .startswith("# imagefactory: scripts/windows/generalize.ps1 sha256:")
+    )
+    assert "$env:IMAGE_NAME = 'iis'" in steps[0].inputs["source"]["script"]
+    assert steps[0].custom_timeouts == {"create": "6000s", "update": "6000s"}
+    capture = prod.named("build-iis-1.0.0-generalize-capture")
+    assert capture.inputs["create"].endswith(f"--vm {vm.inputs['vmName']} --subscription {SUB}")
+    assert capture.inputs["environment"]["CAPTURE_MAX_TRIES"] == "8"
