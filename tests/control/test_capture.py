@@ -182,6 +182,68 @@ def test_rerun_after_a_failed_generalize_only_generalizes(tmp_path: Path) -> Non
     assert second.calls == [IV, GENERALIZE]
 
 
+def test_generalized_vm_reported_running_is_left_alone(tmp_path: Path) -> None:
+    # Generalized is final: Azure refuses to start or deallocate-and-reuse a generalized VM,
+    # so a 'running' next to OSState/generalized is stale; waiting for it to stop or
+    # deallocating it again would only stall or fail the capture of a finished VM.
+    result = run_script(tmp_path, capture_args(), [instance_view("running", generalized=True)])
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [IV]
+    assert result.stdout.splitlines() == [
+        f"capture.sh: waiting up to 60s for VM '{VM}' in resource group '{RG}' to power off"
+        " (poll every 1s)",
+        f"capture.sh: VM '{VM}' is already generalized (power state 'running'); nothing to do",
+    ]
+    assert result.stderr == ""
+
+
+def crlf_instance_view(*codes: str) -> dict[str, object]:
+    return {"expect": "vm get-instance-view", "stdout": "".join(f"{c}\r\n" for c in codes)}
+
+
+def test_crlf_instance_view_output_is_read_like_lf(tmp_path: Path) -> None:
+    # az on Windows (or under WSL) ends tsv lines with CRLF.
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [
+            crlf_instance_view("ProvisioningState/succeeded", "PowerState/running"),
+            crlf_instance_view("ProvisioningState/succeeded", "PowerState/stopped"),
+            ok("vm deallocate"),
+            ok("vm generalize"),
+        ],
+        {"CAPTURE_POLL_SECONDS": "10"},
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [IV, sleep_line(10), IV, DEALLOCATE, GENERALIZE]
+    lines = result.stdout.splitlines()
+    assert lines[1] in {
+        f"capture.sh: VM '{VM}' is running; checking again in 10s ({n}s of 60s waited)"
+        for n in (0, 1)
+    }
+    assert lines[2] == f"capture.sh: VM '{VM}' is stopped"
+
+
+def test_crlf_generalized_state_is_recognised(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [
+            crlf_instance_view(
+                "ProvisioningState/succeeded", "OSState/generalized", "PowerState/deallocated"
+            )
+        ],
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [IV]
+    assert result.stdout.splitlines()[-1] == (
+        f"capture.sh: VM '{VM}' is already generalized (power state 'deallocated'); nothing to do"
+    )
+
+
 # --- capture: transient errors are retried with backoff -----------------------
 
 
@@ -293,6 +355,30 @@ def test_backoff_doubles_and_is_capped_at_300_seconds(tmp_path: Path) -> None:
     assert sleeps == [sleep_line(100), sleep_line(200), sleep_line(300)]
 
 
+def test_first_backoff_above_the_cap_is_capped(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [instance_view("stopped"), *[az_error("vm deallocate", *THROTTLED)] * 3],
+        {"CAPTURE_MAX_TRIES": "3", "CAPTURE_BACKOFF_SECONDS": "500"},
+    )
+
+    assert result.exit_code == 1
+    assert result.calls == [
+        IV,
+        DEALLOCATE,
+        sleep_line(300),
+        DEALLOCATE,
+        sleep_line(300),
+        DEALLOCATE,
+    ]
+    assert [line for line in result.stdout.splitlines() if "transient error" in line] == [
+        f"capture.sh: deallocating VM '{VM}': transient error on try {n}/3, retrying in 300s: "
+        "ERROR: (TooManyRequests) The request is being throttled."
+        for n in (1, 2)
+    ]
+
+
 def test_a_single_try_means_no_retry(tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
@@ -321,6 +407,45 @@ def test_forbidden_deallocate_fails_fast_with_az_text(tmp_path: Path) -> None:
         f"ERROR: (AuthorizationFailed) {FORBIDDEN[1]}",
     ]
     assert "retrying" not in result.stdout
+
+
+def test_permanent_error_beats_a_transient_word_in_the_same_message(tmp_path: Path) -> None:
+    # "Conflict" alone would be retried; the AuthorizationFailed code makes it permanent.
+    message = (
+        "The client 'ci@example.com' does not have authorization to perform action "
+        "'Microsoft.Compute/virtualMachines/deallocate/action' to resolve a Conflict "
+        f"on VM '{VM}'."
+    )
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [instance_view("stopped"), az_error("vm deallocate", "AuthorizationFailed", message)],
+        {"CAPTURE_MAX_TRIES": "6"},
+    )
+
+    assert result.exit_code == 1
+    assert result.calls == [IV, DEALLOCATE]
+    assert result.stderr.splitlines()[:2] == [
+        f"capture.sh: error: deallocating VM '{VM}' failed (permanent error, not retried):",
+        f"ERROR: (AuthorizationFailed) {message}",
+    ]
+    assert "retrying" not in result.stdout
+
+
+def test_az_failing_without_error_text_is_reported_and_not_retried(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [instance_view("stopped"), {"expect": "vm deallocate", "stderr": "", "exit_code": 7}],
+        {"CAPTURE_MAX_TRIES": "6"},
+    )
+
+    assert result.exit_code == 1
+    assert result.calls == [IV, DEALLOCATE]
+    assert result.stderr == (
+        f"capture.sh: error: deallocating VM '{VM}' failed (permanent error, not retried):\n"
+        "az exited with status 7 and printed no error\n"
+    )
 
 
 def test_vm_not_found_fails_fast(tmp_path: Path) -> None:
@@ -517,11 +642,20 @@ def test_defaults_apply_when_the_environment_is_unset(tmp_path: Path) -> None:
     assert "transient error on try 1/6" in result.stdout
 
 
-def test_help_prints_usage_and_succeeds(tmp_path: Path) -> None:
-    result = run_script(tmp_path, ["--help"])
+USAGE = (
+    "usage: capture.sh capture --resource-group RG --vm NAME [--subscription SUB]\n"
+    "       capture.sh delete  --resource-group RG --vm NAME [--subscription SUB]\n"
+)
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["-h"], ["capture", "--help"], ["delete", "--vm", VM, "-h"]]
+)
+def test_help_prints_usage_and_succeeds(tmp_path: Path, args: list[str]) -> None:
+    result = run_script(tmp_path, args)
 
     assert result.exit_code == 0
-    assert result.stdout.startswith("usage: capture.sh capture --resource-group RG --vm NAME")
+    assert (result.stdout, result.stderr) == (USAGE, "")
     assert result.calls == []
 
 
