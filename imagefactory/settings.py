@@ -572,15 +572,13 @@ def _image_rules(i: int, image: Image, location: str | None) -> list[str]:
             f"{_key((*at, 'builder', 'securityType'))}: 'TrustedLaunch' needs generation 'V2'; "
             "a Gen1 VM cannot use Trusted Launch"
         )
-    if builder_tl and image.security_type not in (
-        "TrustedLaunch",
-        "TrustedLaunchSupported",
-        "TrustedLaunchAndConfidentialVmSupported",
-    ):
+    if builder_tl and image.security_type != "TrustedLaunch":
+        # Azure takes a version straight from a VM only into a TrustedLaunch definition;
+        # TrustedLaunchSupported accepts VHD, managed image and version sources only.
         problems.append(
             f"{_key((*at, 'securityType'))}: {image.security_type!r} cannot hold a version "
-            "captured from a Trusted Launch builder; allowed: 'TrustedLaunch', "
-            "'TrustedLaunchSupported', 'TrustedLaunchAndConfidentialVmSupported'"
+            "published from a Trusted Launch builder VM; allowed: 'TrustedLaunch' (or set "
+            "builder.securityType: Standard to capture a managed image)"
         )
     suffix = SCRIPT_SUFFIX[image.os]
     for j, script in enumerate(image.script_paths):

@@ -114,16 +114,23 @@ def test_replication_mode_change_replaces_a_published_version() -> None:
 
 def test_builder_security_change_replaces_the_version_source() -> None:
     def trusted(c: Config) -> None:
+        # A Trusted Launch builder publishes from the VM, which needs a TrustedLaunch
+        # definition: both the definition and every version change source.
         _image(c, "webserver")["builder"] = {"securityType": "TrustedLaunch"}
+        _image(c, "webserver")["securityType"] = "TrustedLaunch"
 
     lines = _diff(trusted)
-    assert lines[0].startswith(
+    assert lines[0] == (
+        "DANGEROUS: image webserver definition would be replaced: securityType "
+        "TrustedLaunchSupported -> TrustedLaunch"
+    )
+    assert lines[1].startswith(
         "DANGEROUS: version webserver 1.0.0 would be replaced (protected: pulumi up will "
         "refuse): source /subscriptions/"
     )
-    assert "sourceKind managedImage -> vm" in lines[0]
-    assert lines[1].startswith("DANGEROUS: version webserver 1.1.0 would be replaced")
-    assert "builder of webserver 1.1.0 rebuilt (VM imgf-prod-bld-webserver-1-1-0)" in lines
+    assert "sourceKind managedImage -> vm" in lines[1]
+    assert lines[2].startswith("DANGEROUS: version webserver 1.1.0 would be replaced")
+    assert lines[3:] == ["builder of webserver 1.1.0 rebuilt (VM imgf-prod-bld-webserver-1-1-0)"]
 
 
 def test_removing_an_image() -> None:

@@ -29,9 +29,6 @@ PREFIX_RULE = "use 1-20 lower-case letters, digits and single hyphens, starting 
 GALLERY_RULE = (
     "use 1-80 letters, digits, '_' and '.', starting and ending with a letter or digit (no '-')"
 )
-TL_DEFINITIONS = (
-    "'TrustedLaunch', 'TrustedLaunchSupported', 'TrustedLaunchAndConfidentialVmSupported'"
-)
 PRIVATE = "use 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
 TOP_KEYS = (
     "location, namePrefix, protection, tags, network, builder, capture, "
@@ -237,8 +234,17 @@ CASES: list[tuple[str, str, Any, str]] = [
         "Trusted Launch builder with a Standard definition",
         "images.1.securityType",
         "Standard",
-        "imagefactory:images[1].securityType: 'Standard' cannot hold a version captured "
-        f"from a Trusted Launch builder; allowed: {TL_DEFINITIONS}",
+        "imagefactory:images[1].securityType: 'Standard' cannot hold a version published "
+        "from a Trusted Launch builder VM; allowed: 'TrustedLaunch' (or set "
+        "builder.securityType: Standard to capture a managed image)",
+    ),
+    (
+        "Trusted Launch builder with a TrustedLaunchSupported definition",
+        "images.1.securityType",
+        "TrustedLaunchSupported",
+        "imagefactory:images[1].securityType: 'TrustedLaunchSupported' cannot hold a version "
+        "published from a Trusted Launch builder VM; allowed: 'TrustedLaunch' (or set "
+        "builder.securityType: Standard to capture a managed image)",
     ),
     (
         "Windows image given a .sh script",
@@ -588,9 +594,8 @@ def test_source_region_must_be_a_target(prod_raw: dict[str, Any]) -> None:
 
 def test_trusted_launch_builder_on_gen1(prod_raw: dict[str, Any]) -> None:
     put(prod_raw, "images.1.generation", "V1")
-    put(prod_raw, "images.1.securityType", "TrustedLaunchSupported")
     assert problems(prod_raw) == [
-        "imagefactory:images[1].securityType: 'TrustedLaunchSupported' needs generation "
+        "imagefactory:images[1].securityType: 'TrustedLaunch' needs generation "
         "'V2'; Trusted Launch and confidential VMs do not support Gen1 (set generation: V2 "
         "or securityType: Standard)",
         "imagefactory:images[1].builder.securityType: 'TrustedLaunch' needs generation 'V2'; "
