@@ -18,6 +18,8 @@ from imagefactory.settings import SCRIPTS_DIR, OsType
 CAPTURE_SCRIPT = "azure/capture.sh"
 LINUX_AUDIT = "linux/audit.sh"
 LINUX_GENERALIZE = "linux/generalize.sh"
+# Where generalize.sh looks for the audit on a builder (tmpfs, never captured).
+LINUX_AUDIT_ON_VM = "/run/imagefactory/audit.sh"
 WINDOWS_AUDIT = "windows/audit.ps1"
 WINDOWS_GENERALIZE = "windows/generalize.ps1"
 
@@ -43,19 +45,48 @@ def _ps_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def render(script: Script, os: OsType, env: Mapping[str, str], args: Sequence[str] = ()) -> str:
-    """The text a Run Command executes: a parameter header, then the file unchanged."""
+def render(
+    script: Script,
+    os: OsType,
+    env: Mapping[str, str],
+    args: Sequence[str] = (),
+    files: Mapping[str, Script] | None = None,
+) -> str:
+    """The text a Run Command executes: a parameter header, then the file unchanged.
+
+    `files` (Linux) are written to the given absolute paths before the script runs, for
+    helpers a step needs on the VM exactly as they are in scripts/.
+    """
     if os == "linux":
         lines = ["#!/bin/bash", f"# imagefactory: scripts/{script.path} sha256:{script.sha256}"]
         lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+        for target, helper in (files or {}).items():
+            lines += _linux_file(target, helper)
         if args:
             lines.append("set -- " + " ".join(shlex.quote(a) for a in args))
     else:
+        if files:
+            raise ValueError("PowerShell steps carry no helper files")
         lines = [f"# imagefactory: scripts/{script.path} sha256:{script.sha256}"]
         lines += [f"$env:{k} = {_ps_quote(v)}" for k, v in env.items()]
         if args:
             raise ValueError("PowerShell steps take parameters as environment variables only")
     return "\n".join(lines) + "\n" + script.content
+
+
+def _linux_file(target: str, helper: Script) -> list[str]:
+    """Shell lines that write `helper` to `target` byte for byte (a quoted here-document)."""
+    end = f"IMAGEFACTORY_FILE_{helper.sha256[:16]}"
+    if end in helper.content or not helper.content.endswith("\n"):
+        raise ValueError(f"scripts/{helper.path} cannot be embedded as a here-document")
+    folder = target.rsplit("/", 1)[0] or "/"
+    return [
+        f"install -d -m 0700 {shlex.quote(folder)} || exit 1",
+        f"cat > {shlex.quote(target)} <<'{end}' || exit 1",
+        helper.content.removesuffix("\n"),
+        end,
+        f"chmod 0700 {shlex.quote(target)} || exit 1",
+    ]
 
 
 @dataclass(frozen=True)
@@ -94,7 +125,10 @@ def guest_steps(
         audit = load(LINUX_AUDIT)
         steps.append(Step("audit", audit, render(audit, os, env, ["--pre-generalize"])))
         generalize = load(LINUX_GENERALIZE)
-        steps.append(Step("generalize", generalize, render(generalize, os, env)))
+        # The full audit generalize.sh runs last: the file itself, not the copy the
+        # pre-generalize step left, whose header pins it to --pre-generalize.
+        helpers = {LINUX_AUDIT_ON_VM: audit}
+        steps.append(Step("generalize", generalize, render(generalize, os, env, files=helpers)))
     else:
         audit = load(WINDOWS_AUDIT)
         steps.append(Step("audit", audit, render(audit, os, env)))

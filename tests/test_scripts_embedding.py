@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,7 +99,49 @@ def test_linux_header_then_file_unchanged(prod: Settings) -> None:
         ]
         if step.name == "audit":
             header.append("set -- --pre-generalize")
+        if step.name == "generalize":
+            audit = (SCRIPTS_DIR / "linux" / "audit.sh").read_text(encoding="utf-8")
+            end = f"IMAGEFACTORY_FILE_{sha(audit)[:16]}"
+            header += [
+                "install -d -m 0700 /run/imagefactory || exit 1",
+                f"cat > /run/imagefactory/audit.sh <<'{end}' || exit 1",
+                audit.removesuffix("\n"),
+                end,
+                "chmod 0700 /run/imagefactory/audit.sh || exit 1",
+            ]
         assert step.source == "\n".join(header) + "\n" + content
+
+
+def test_generalize_writes_the_unpinned_audit_where_it_looks_for_it(
+    prod: Settings, tmp_path: Path
+) -> None:
+    """Run the generalize step's header (pointed at a temporary folder): the audit it
+    leaves is audit.sh byte for byte, with no `set --` pinning it to --pre-generalize."""
+    (step,) = [s for s in linux_steps(prod) if s.name == "generalize"]
+    header = step.source[: -len(step.script.content)]
+    target = tmp_path / "run" / "imagefactory"
+    # Point only the header's own commands at the folder; the file's text stays as it is.
+    runnable = "\n".join(
+        line.replace("/run/imagefactory", str(target))
+        if line.startswith(("install -d ", "cat > ", "chmod "))
+        else line
+        for line in header.split("\n")
+    )
+    done = subprocess.run(["bash", "-c", runnable], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    written = (target / "audit.sh").read_bytes()
+    assert written == (SCRIPTS_DIR / "linux" / "audit.sh").read_bytes()
+    assert oct((target / "audit.sh").stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_helper_that_would_end_its_own_here_document_is_refused() -> None:
+    digest = sha("any text")
+    hostile = Script("linux/x.sh", f"echo hi\nIMAGEFACTORY_FILE_{digest[:16]}\n", digest)
+    with pytest.raises(ValueError, match=r"scripts/linux/x.sh cannot be embedded"):
+        scripts.render(SAMPLE, "linux", {}, files={"/run/x.sh": hostile})
+    unterminated = Script("linux/y.sh", "echo no newline at the end", digest)
+    with pytest.raises(ValueError, match=r"scripts/linux/y.sh cannot be embedded"):
+        scripts.render(SAMPLE, "linux", {}, files={"/run/y.sh": unterminated})
 
 
 def test_windows_header_then_file_unchanged(prod: Settings) -> None:
