@@ -112,25 +112,28 @@ def test_replication_mode_change_replaces_a_published_version() -> None:
     ]
 
 
-def test_builder_security_change_replaces_the_version_source() -> None:
+def test_builder_security_change_replaces_the_definition_and_the_version_sources() -> None:
+    # A Trusted Launch builder needs a TrustedLaunch definition, so both change together.
     def trusted(c: Config) -> None:
-        # A Trusted Launch builder publishes from the VM, which needs a TrustedLaunch
-        # definition: both the definition and every version change source.
         _image(c, "webserver")["builder"] = {"securityType": "TrustedLaunch"}
         _image(c, "webserver")["securityType"] = "TrustedLaunch"
 
-    lines = _diff(trusted)
-    assert lines[0] == (
-        "DANGEROUS: image webserver definition would be replaced: securityType "
-        "TrustedLaunchSupported -> TrustedLaunch"
-    )
-    assert lines[1].startswith(
+    sub = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups"
+    assert _diff(trusted) == [
+        "DANGEROUS: image webserver definition would be replaced: "
+        "securityType TrustedLaunchSupported -> TrustedLaunch",
         "DANGEROUS: version webserver 1.0.0 would be replaced (protected: pulumi up will "
-        "refuse): source /subscriptions/"
-    )
-    assert "sourceKind managedImage -> vm" in lines[1]
-    assert lines[2].startswith("DANGEROUS: version webserver 1.1.0 would be replaced")
-    assert lines[3:] == ["builder of webserver 1.1.0 rebuilt (VM imgf-prod-bld-webserver-1-1-0)"]
+        f"refuse): source {sub}/imgf-prod-images-rg/providers/Microsoft.Compute/images/"
+        f"imgf-prod-webserver-1.0.0 -> {sub}/imgf-prod-build-rg/providers/"
+        "Microsoft.Compute/virtualMachines/imgf-prod-bld-webserver-1-0-0; "
+        "sourceKind managedImage -> vm",
+        "DANGEROUS: version webserver 1.1.0 would be replaced (protected: pulumi up will "
+        f"refuse): source {sub}/imgf-prod-images-rg/providers/Microsoft.Compute/images/"
+        f"imgf-prod-webserver-1.1.0 -> {sub}/imgf-prod-build-rg/providers/"
+        "Microsoft.Compute/virtualMachines/imgf-prod-bld-webserver-1-1-0; "
+        "sourceKind managedImage -> vm",
+        "builder of webserver 1.1.0 rebuilt (VM imgf-prod-bld-webserver-1-1-0)",
+    ]
 
 
 def test_removing_an_image() -> None:
@@ -142,6 +145,158 @@ def test_removing_an_image() -> None:
         "image iis removed with versions 1.0.0 (protected: pulumi up will refuse)",
         "vm iis-us-000 removed (was on iis 1.0.0)",
         "vm iis-us-001 removed (was on iis 1.0.0)",
+    ]
+
+
+NEW_USER = "0b6e3d2a-1c4f-4a8b-9e7d-5f2c1a0b3d4e"
+
+
+def _share_with_a_user_instead_of_the_group(c: Config) -> None:
+    sharing = c["imagefactory:gallery"]["sharing"]
+    sharing[:] = [s for s in sharing if s["principalType"] != "Group"]
+    sharing.append({"principalId": NEW_USER, "principalType": "User", "description": "auditor"})
+
+
+def _move_iis_to_a_new_sku(c: Config) -> None:
+    _image(c, "iis")["identifier"]["sku"] = "windows-2025"
+
+
+def test_renaming_the_gallery_replaces_it() -> None:
+    def rename(c: Config) -> None:
+        c["imagefactory:gallery"]["name"] = "imgf_prod_gallery2"
+
+    assert _diff(rename) == [
+        "DANGEROUS: gallery would be replaced with every image in it: "
+        "name imgf_prod_gallery -> imgf_prod_gallery2"
+    ]
+
+
+def test_sharing_added_and_removed() -> None:
+    assert _diff(_share_with_a_user_instead_of_the_group) == [
+        f"gallery shared with User {NEW_USER}",
+        "gallery no longer shared with Group 9c1d7e52-4a3b-4f8e-b6d2-0e5a7c9f1b24",
+    ]
+
+
+def test_adding_an_image_lists_its_versions_in_version_order() -> None:
+    def add(c: Config) -> None:
+        new = copy.deepcopy(_image(c, "webserver"))
+        new["name"] = "proxy"
+        new["identifier"]["offer"] = "proxy"
+        new["versions"][0]["version"] = "1.10.0"
+        new["versions"][1]["version"] = "1.2.0"
+        for version in new["versions"]:
+            version["builder"] = "retired"
+        c["imagefactory:images"].append(new)
+
+    assert _diff(add) == [
+        "image proxy added (Linux, V2, TrustedLaunchSupported) with versions 1.2.0, 1.10.0"
+    ]
+
+
+def test_identifier_change_replaces_the_definition() -> None:
+    assert _diff(_move_iis_to_a_new_sku) == [
+        "DANGEROUS: image iis definition would be replaced: "
+        "identifier contoso-platform/iis/windows-2022 -> contoso-platform/iis/windows-2025"
+    ]
+
+
+def test_removing_a_version_moves_its_latest_followers_back() -> None:
+    def drop(c: Config) -> None:
+        image = _image(c, "webserver")
+        image["versions"] = [v for v in image["versions"] if v["version"] != "1.1.0"]
+
+    assert _diff(drop) == [
+        "version webserver 1.1.0 removed (protected: pulumi up will refuse)",
+        "scale set web-us moves from webserver latest (1.1.0) to webserver latest (1.0.0)",
+    ]
+
+
+def test_removing_a_region() -> None:
+    def drop(c: Config) -> None:
+        version = _version(c, "iis", "1.0.0")
+        version["regions"] = [r for r in version["regions"] if r["name"] != "westeurope"]
+
+    assert _diff(drop) == ["version iis 1.0.0: region westeurope removed"]
+
+
+def test_excluding_from_latest_moves_latest_followers() -> None:
+    def exclude(c: Config) -> None:
+        _version(c, "webserver", "1.1.0")["excludeFromLatest"] = True
+
+    assert _diff(exclude) == [
+        "version webserver 1.1.0: excludeFromLatest False -> True",
+        "scale set web-us moves from webserver latest (1.1.0) to webserver latest (1.0.0)",
+    ]
+
+
+def test_changing_the_end_of_life_date() -> None:
+    def later(c: Config) -> None:
+        _version(c, "iis", "1.0.0")["endOfLifeDate"] = "2028-06-30"
+
+    assert _diff(later) == ["version iis 1.0.0: EOL 2027-12-31 -> 2028-06-30"]
+
+
+def test_reactivating_a_retired_builder_creates_it() -> None:
+    def reactivate(c: Config) -> None:
+        del _version(c, "webserver", "1.0.0")["builder"]
+
+    assert _diff(reactivate) == [
+        "builder of webserver 1.0.0 created (VM imgf-prod-bld-webserver-1-0-0)"
+    ]
+
+
+def test_adding_a_scale_set() -> None:
+    def add(c: Config) -> None:
+        c["imagefactory:scaleSets"].append(
+            {
+                "name": "web-ap",
+                "region": "westeurope",
+                "image": "webserver",
+                "version": "latest",
+                "sku": "Standard_D2s_v5",
+                "capacity": 1,
+                "upgradePolicy": "Rolling",
+            }
+        )
+
+    assert _diff(add) == ["scale set web-ap added in westeurope on webserver latest (1.1.0)"]
+
+
+def test_growing_a_vm_group_adds_a_vm() -> None:
+    def grow(c: Config) -> None:
+        c["imagefactory:vmGroups"][0]["count"] = 3
+
+    assert _diff(grow) == ["vm iis-us-002 added in eastus on iis 1.0.0"]
+
+
+def test_changing_scale_set_capacity() -> None:
+    def grow(c: Config) -> None:
+        next(s for s in c["imagefactory:scaleSets"] if s["name"] == "web-us")["capacity"] = 5
+
+    assert _diff(grow) == ["scale set web-us capacity 3 -> 5"]
+
+
+def test_moving_a_scale_set_to_another_region() -> None:
+    def move(c: Config) -> None:
+        next(s for s in c["imagefactory:scaleSets"] if s["name"] == "web-us")["region"] = (
+            "westeurope"
+        )
+
+    assert _diff(move) == ["scale set web-us moves from eastus to westeurope"]
+
+
+def test_dangerous_changes_come_first() -> None:
+    # Sharing is compared before definitions, so without the sort it would lead.
+    def both(c: Config) -> None:
+        _share_with_a_user_instead_of_the_group(c)
+        _move_iis_to_a_new_sku(c)
+
+    assert _diff(both) == [
+        "DANGEROUS: image iis definition would be replaced: "
+        "identifier contoso-platform/iis/windows-2022 -> contoso-platform/iis/windows-2025",
+        f"gallery shared with User {NEW_USER}",
+        "gallery no longer shared with Group 9c1d7e52-4a3b-4f8e-b6d2-0e5a7c9f1b24",
     ]
 
 
@@ -165,9 +320,11 @@ def test_markdown_and_json_render_the_same_changes() -> None:
     }
 
 
-def test_git_mode_end_to_end(tmp_path: Path) -> None:
-    """Two commits of a copy of this tree; the CLI diffs them with each tree's own code."""
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of this tree with three commits: base, more replicas, a prod stack that fails
+    validation."""
+    repo = tmp_path_factory.mktemp("plandiff") / "repo"
     files = (
         subprocess.run(
             ["git", "ls-files", "-z"], cwd=offline.PROJECT_DIR, capture_output=True, check=True
@@ -181,41 +338,81 @@ def test_git_mode_end_to_end(tmp_path: Path) -> None:
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, repo / name)
 
-    def git(*args: str) -> str:
-        return subprocess.run(
+    def git(*args: str) -> None:
+        subprocess.run(
             ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
             cwd=repo,
             capture_output=True,
-            text=True,
             check=True,
-        ).stdout.strip()
+        )
+
+    def edit_prod(change: Callable[[Config], None]) -> None:
+        stack_file = repo / "Pulumi.prod.yaml"
+        doc = yaml.safe_load(stack_file.read_text())
+        change(doc["config"])
+        stack_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def more_replicas(c: Config) -> None:
+        _version(c, "webserver", "1.1.0")["regions"][1]["replicas"] = 3
+
+    def no_replicas(c: Config) -> None:
+        _version(c, "webserver", "1.0.0")["regions"][0]["replicas"] = 0
 
     git("init", "-q")
     git("add", "-A")
     git("commit", "-q", "-m", "base")
-    stack_file = repo / "Pulumi.prod.yaml"
-    doc = yaml.safe_load(stack_file.read_text())
-    web = next(i for i in doc["config"]["imagefactory:images"] if i["name"] == "webserver")
-    web["versions"][1]["regions"][1]["replicas"] = 3
-    stack_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    edit_prod(more_replicas)
     git("commit", "-q", "-am", "more replicas in westeurope")
+    edit_prod(no_replicas)
+    git("commit", "-q", "-am", "no replicas: prod does not validate")
+    return repo
 
-    done = subprocess.run(
-        [sys.executable, "-m", "imagefactory.plan", "diff", "HEAD~1", "HEAD", "--stack", "all"],
+
+def _plan_diff(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "imagefactory.plan", "diff", *args],
         cwd=repo,
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+def test_git_mode_end_to_end(repo: Path) -> None:
+    """The CLI diffs two commits of a copy of this tree, each with its own code."""
+    done = _plan_diff(repo, "HEAD~2", "HEAD~1", "--stack", "all")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "plan diff HEAD~1 -> HEAD",
+        "plan diff HEAD~2 -> HEAD~1",
         "stack dev: no changes",
         "stack prod: 1 change(s)",
         "  version webserver 1.1.0: westeurope replicas 1 -> 3",
     ]
 
 
+def test_git_mode_exits_1_when_a_stack_does_not_plan(repo: Path) -> None:
+    # Only prod: the dev plan also plans prod to compare with it, so it fails too.
+    done = _plan_diff(repo, "HEAD~1", "HEAD", "--stack", "prod")
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines() == [
+        "plan diff HEAD~1 -> HEAD",
+        "stack prod: does not plan",
+        "  HEAD: stack prod: 1 problem in stack config:",
+        "    - imagefactory:images[0].versions[0].regions[0].replicas: 0: "
+        "input should be greater than or equal to 1",
+    ]
+
+
+def test_git_mode_exits_2_on_a_bad_revision(capsys: pytest.CaptureFixture[str]) -> None:
+    assert plandiff.main(["no-such-rev", "HEAD"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "plan diff: git rev-parse --verify no-such-rev^{commit}: fatal: Needed a single revision\n"
+    )
+
+
 def test_unknown_revision_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(plandiff.PlanError, match="no-such-rev"):
+    # git's own message, not just the revision echoed back.
+    with pytest.raises(plandiff.PlanError, match=r": fatal: Needed a single revision$"):
         plandiff.export("no-such-rev", tmp_path)
