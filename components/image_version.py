@@ -73,6 +73,10 @@ class ImageVersion(pulumi.ComponentResource):
                 pulumi.ResourceOptions(
                     parent=self,
                     depends_on=list(built_by),
+                    # Published means immutable: a later builder change (another security
+                    # type, a retired build) must never reach a version's source, which
+                    # Azure refuses to change anyway (PropertyChangeNotAllowed).
+                    ignore_changes=["storageProfile.source"],
                     # Replication to several regions outlives the provider's default.
                     custom_timeouts=pulumi.CustomTimeouts(
                         create=timeout, update=timeout, delete=timeout

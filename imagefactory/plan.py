@@ -128,6 +128,7 @@ def build_plan(run: offline.Run) -> dict[str, Any]:
             "protected": res.protect,
             "retainOnDelete": res.retain_on_delete,
             "timeouts": res.custom_timeouts,
+            "ignoreChanges": sorted(res.ignore_changes),
             "consumers": sorted(consumers[res.urn], key=lambda c: str(c["name"])),
             "urn": res.urn,
             "dependsOn": sorted(
@@ -294,8 +295,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = build_plan(run)
     plan["timing"] = schedule.timing(run, args.parallel)
     if args.compare:
-        other = schedule.timing(offline.run(args.compare), args.parallel)
-        plan["timing"]["compare"] = {"stack": args.compare, **other}
+        try:
+            other = schedule.timing(offline.run(args.compare), args.parallel)
+        except pulumi.RunError as err:
+            # The comparison is a courtesy: a broken other stack must not fail this plan.
+            print(f"stack {args.compare} (comparison skipped): {err}", file=sys.stderr)
+        else:
+            plan["timing"]["compare"] = {"stack": args.compare, **other}
     print(render(plan, args.format))
     return 0
 

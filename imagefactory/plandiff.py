@@ -87,16 +87,21 @@ def _version_changes(
 ) -> tuple[list[str], list[str]]:
     """(dangerous, ordinary) change texts of one version present on both sides."""
     what = f"version {name} {number}"
+    # A version whose program pins its source (ignore_changes) keeps the one it has.
+    pinned = "storageProfile.source" in new.get("ignoreChanges", [])
+    kept = ("source", "sourceKind") if pinned else ()
     replaced = [
         f"{field} {old.get(field)} -> {new.get(field)}"
         for field in VERSION_CREATE_ONLY
-        if old.get(field) != new.get(field)
+        if field not in kept and old.get(field) != new.get(field)
     ]
     dangerous = []
     if replaced:
         guard = " (protected: pulumi up will refuse)" if old.get("protected") else ""
         dangerous.append(f"{what} would be replaced{guard}: {'; '.join(replaced)}")
     ordinary = []
+    if pinned and old.get("source") != new.get("source"):
+        ordinary.append(f"{what}: keeps its source (published versions never change it)")
     before, after = _regions(old), _regions(new)
     for region in after.keys() - before.keys():
         r = after[region]
@@ -108,7 +113,11 @@ def _version_changes(
         if a["replicas"] != b["replicas"]:
             ordinary.append(f"{what}: {region} replicas {a['replicas']} -> {b['replicas']}")
         if a["storage"] != b["storage"]:
-            ordinary.append(f"{what}: {region} storage {a['storage']} -> {b['storage']}")
+            # Azure does not update a target region's storage account type.
+            dangerous.append(
+                f"{what}: {region} storage {a['storage']} -> {b['storage']} cannot change "
+                "in place; publish a new version with the new storage"
+            )
     for field, label in (("excludeFromLatest", "excludeFromLatest"), ("endOfLifeDate", "EOL")):
         if old.get(field) != new.get(field):
             ordinary.append(f"{what}: {label} {old.get(field)} -> {new.get(field)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pulumi
 import pytest
 
 from imagefactory import latency, offline, plan, schedule
@@ -144,3 +145,23 @@ def test_the_dev_plan_compares_itself_with_prod_by_default(
     assert last.startswith("compared with stack prod: ")
     assert plan.main(["dev", "--compare", "none"]) == 0
     assert "compared with" not in capsys.readouterr().out
+
+
+def test_a_broken_comparison_stack_does_not_fail_the_plan(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_run = offline.run
+
+    def refuse_prod(stack: str, *args: Any, **kwargs: Any) -> offline.Run:
+        if stack == "prod":
+            raise pulumi.RunError("1 problem in stack config:\n  - imagefactory:location: ...")
+        return real_run(stack, *args, **kwargs)
+
+    monkeypatch.setattr(offline, "run", refuse_prod)
+    assert plan.main(["dev"]) == 0
+    out = capsys.readouterr()
+    assert "compared with" not in out.out
+    assert out.err == (
+        "stack prod (comparison skipped): 1 problem in stack config:\n"
+        "  - imagefactory:location: ...\n"
+    )

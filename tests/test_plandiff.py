@@ -77,7 +77,11 @@ def test_changing_storage_to_zrs() -> None:
     def zrs(c: Config) -> None:
         _version(c, "iis", "1.0.0")["regions"][1]["storage"] = "Standard_ZRS"
 
-    assert _diff(zrs) == ["version iis 1.0.0: westeurope storage Standard_LRS -> Standard_ZRS"]
+    # Azure does not update a target region's storage type: a new version is the way.
+    assert _diff(zrs) == [
+        "DANGEROUS: version iis 1.0.0: westeurope storage Standard_LRS -> Standard_ZRS "
+        "cannot change in place; publish a new version with the new storage"
+    ]
 
 
 def test_moving_a_consumer_from_pinned_to_latest() -> None:
@@ -112,27 +116,33 @@ def test_replication_mode_change_replaces_a_published_version() -> None:
     ]
 
 
-def test_builder_security_change_replaces_the_definition_and_the_version_sources() -> None:
+def test_builder_security_change_replaces_the_definition_but_never_a_version() -> None:
     # A Trusted Launch builder needs a TrustedLaunch definition, so both change together.
+    # Published versions pin their source: they keep it and are not replaced.
     def trusted(c: Config) -> None:
         _image(c, "webserver")["builder"] = {"securityType": "TrustedLaunch"}
         _image(c, "webserver")["securityType"] = "TrustedLaunch"
 
-    sub = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups"
     assert _diff(trusted) == [
         "DANGEROUS: image webserver definition would be replaced: "
         "securityType TrustedLaunchSupported -> TrustedLaunch",
-        "DANGEROUS: version webserver 1.0.0 would be replaced (protected: pulumi up will "
-        f"refuse): source {sub}/imgf-prod-images-rg/providers/Microsoft.Compute/images/"
-        f"imgf-prod-webserver-1.0.0 -> {sub}/imgf-prod-build-rg/providers/"
-        "Microsoft.Compute/virtualMachines/imgf-prod-bld-webserver-1-0-0; "
-        "sourceKind managedImage -> vm",
-        "DANGEROUS: version webserver 1.1.0 would be replaced (protected: pulumi up will "
-        f"refuse): source {sub}/imgf-prod-images-rg/providers/Microsoft.Compute/images/"
-        f"imgf-prod-webserver-1.1.0 -> {sub}/imgf-prod-build-rg/providers/"
-        "Microsoft.Compute/virtualMachines/imgf-prod-bld-webserver-1-1-0; "
-        "sourceKind managedImage -> vm",
+        "version webserver 1.0.0: keeps its source (published versions never change it)",
         "builder of webserver 1.1.0 rebuilt (VM imgf-prod-bld-webserver-1-1-0)",
+        "version webserver 1.1.0: keeps its source (published versions never change it)",
+    ]
+
+
+def test_a_source_change_without_the_pin_is_a_replacement() -> None:
+    """Plans from before versions pinned their source still flag a changed source."""
+    before = json.loads(_prod_plan())
+    after = copy.deepcopy(before)
+    spec = after["images"]["webserver"]["versions"]["1.0.0"]
+    spec["ignoreChanges"] = []
+    spec["source"] = "/elsewhere"
+    assert [c.line() for c in plandiff.diff_plans(before, after)] == [
+        "DANGEROUS: version webserver 1.0.0 would be replaced (protected: pulumi up will "
+        f"refuse): source {before['images']['webserver']['versions']['1.0.0']['source']} "
+        "-> /elsewhere"
     ]
 
 

@@ -332,8 +332,17 @@ def test_assets_builds_and_consumers_live_in_separate_groups(prod: Run) -> None:
     assert build_group.inputs["tags"]["imagefactory-lifecycle"] == "temporary"
 
 
+def test_published_versions_pin_their_source(prod: Run, dev: Run) -> None:
+    versions = prod.of_type(VERSION) + dev.of_type(VERSION)
+    assert len(versions) == 4
+    for version in versions:
+        assert version.ignore_changes == ["storageProfile.source"], version.name
+
+
 def test_gallery_definitions_and_versions_are_protected_in_prod_only(prod: Run, dev: Run) -> None:
-    for token in (GALLERY, DEFINITION, VERSION):
+    counts = {GALLERY: (1, 1), DEFINITION: (2, 1), VERSION: (3, 1)}
+    for token, (in_prod, in_dev) in counts.items():
+        assert len(prod.of_type(token)) == in_prod and len(dev.of_type(token)) == in_dev, token
         assert all(r.protect for r in prod.of_type(token)), token
         assert not any(r.protect or r.retain_on_delete for r in dev.of_type(token)), token
     # Temporary build resources are never protected.
