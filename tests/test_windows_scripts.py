@@ -403,7 +403,9 @@ def test_generalize_runs_sysprep_with_exactly_these_flags() -> None:
     text = read(GENERALIZE)
     assert "Join-Path $env:SystemRoot 'System32\\Sysprep\\Sysprep.exe'" in text
     calls = re.findall(r"Start-Process -FilePath \$sysprep -ArgumentList '([^']*)'", text)
-    assert [call.split() for call in calls] == [["/generalize", "/oobe", "/quit", "/mode:vm"]]
+    assert [call.split() for call in calls] == [
+        ["/generalize", "/oobe", "/quit", "/quiet", "/mode:vm"]
+    ]
     assert forbidden_sysprep_flags(text) == []
 
 
@@ -425,18 +427,22 @@ def forbidden_sysprep_flags(text: str) -> list[str]:
     ("old", "new", "found"),
     [
         (
-            "'/generalize /oobe /quit /mode:vm'",
-            "'/generalize /oobe /shutdown /mode:vm'",
+            "'/generalize /oobe /quit /quiet /mode:vm'",
+            "'/generalize /oobe /shutdown /quiet /mode:vm'",
             ["/shutdown"],
         ),
-        ("'/generalize /oobe /quit /mode:vm'", '"/generalize /oobe /Reboot /mode:vm"', ["/reboot"]),
         (
-            "-ArgumentList '/generalize /oobe /quit /mode:vm'",
+            "'/generalize /oobe /quit /quiet /mode:vm'",
+            '"/generalize /oobe /Reboot /mode:vm"',
+            ["/reboot"],
+        ),
+        (
+            "-ArgumentList '/generalize /oobe /quit /quiet /mode:vm'",
             "-ArgumentList '/generalize', '/oobe', '/quit', '/unattend:u.xml'",
             ["/unattend"],
         ),
         (
-            "-ArgumentList '/generalize /oobe /quit /mode:vm'",
+            "-ArgumentList '/generalize /oobe /quit /quiet /mode:vm'",
             "-ArgumentList /audit, /quit",
             ["/audit"],
         ),
@@ -502,8 +508,19 @@ def test_generalize_checks_guest_agent_before_sysprep() -> None:
 
 def test_generalize_shuts_down_after_the_state_is_reached_with_a_delay() -> None:
     code = code_of(read(GENERALIZE))
-    shutdown = "& shutdown.exe /s /t 30 /d p:4:1"
+    # 60 s: time for the agent to report the Run Command's result first.
+    shutdown = "& shutdown.exe /s /t 60 /d p:4:1"
     assert code.count(shutdown) == 1
     assert code.index(shutdown) > code.index("while ((Get-ImageState) -ne $generalizedState)")
     assert "Stop-Computer" not in code
     assert "$LASTEXITCODE -ne 1190" in code
+
+
+def test_generalize_leaves_the_built_in_administrator_to_sysprep() -> None:
+    """Azure's admin is the renamed built-in Administrator (SID ...-500), which Windows
+    refuses to delete; removing it would fail the generalize step."""
+    code = read(GENERALIZE)
+    skip_at = code.index("if ($sid -match '-500$')")
+    assert skip_at < code.index("Remove-LocalUser -SID $account.SID")
+    block = code[skip_at : code.index("Remove-LocalUser -SID $account.SID")]
+    assert "continue" in block

@@ -130,6 +130,13 @@ if ($initialState -eq $generalizedState) {
             continue
         }
         $sid = $account.SID.Value
+        if ($sid -match '-500$') {
+            # On Azure the admin named at VM creation is the built-in Administrator,
+            # renamed; Windows refuses to delete it. Sysprep resets it and Azure's
+            # provisioning of each new VM renames it and sets a new password.
+            Write-Output "generalize: build account $user is the built-in Administrator; left to Sysprep"
+            continue
+        }
         $userProfile = Get-CimInstance -ClassName Win32_UserProfile -Filter "SID = '$sid'"
         $profileNote = 'no profile'
         if ($null -ne $userProfile -and $userProfile.Loaded) {
@@ -179,12 +186,13 @@ if ($initialState -eq $generalizedState) {
     # Step 6: Sysprep. /generalize /oobe: strip machine-specific data and boot
     # into OOBE (where Azure provisioning takes over); /mode:vm: skip hardware
     # re-detection, the image only ever runs on Azure VMs; /quit: exit instead
-    # of shutting down, so this script can confirm the result and report it.
+    # of shutting down, so this script can confirm the result and report it;
+    # /quiet: no dialog that would wait unseen in session 0 until the timeout.
     # Start-Process rather than the call operator: Sysprep.exe is a GUI program,
     # so & would return at once without an exit code, and the wait below must
     # be bounded by our own timeout.
     $sysprep = Join-Path $env:SystemRoot 'System32\Sysprep\Sysprep.exe'
-    $process = Start-Process -FilePath $sysprep -ArgumentList '/generalize /oobe /quit /mode:vm' -PassThru
+    $process = Start-Process -FilePath $sysprep -ArgumentList '/generalize /oobe /quit /quiet /mode:vm' -PassThru
     # Reading Handle now keeps it open, so ExitCode is still readable after exit.
     $null = $process.Handle
     Write-Output "generalize: Sysprep started (process $($process.Id)), waiting up to $timeoutSeconds seconds"
@@ -210,9 +218,9 @@ if ($initialState -eq $generalizedState) {
 # the Run Command handler and the run would be reported as failed or never
 # finish). /d p:4:1 records it as a planned application maintenance shutdown.
 # Exit code 1190 means a shutdown is already scheduled: fine on a re-run.
-& shutdown.exe /s /t 30 /d p:4:1 /c 'Image factory: generalized, shutting down for capture'
+& shutdown.exe /s /t 60 /d p:4:1 /c 'Image factory: generalized, shutting down for capture'
 if ($LASTEXITCODE -ne 0 -and $LASTEXITCODE -ne 1190) {
     throw "generalize: shutdown.exe failed with exit code $LASTEXITCODE"
 }
-Write-Output 'generalize: shutdown scheduled in 30 seconds'
+Write-Output 'generalize: shutdown scheduled in 60 seconds'
 exit 0
