@@ -118,6 +118,12 @@ def test_a_rebuild_replaces_the_builder_never_a_published_version(change: Any) -
     # and the managed image (replace_with), is rebuilt; the version is not.
     assert old_vm.replacement_trigger != new_vm.replacement_trigger
     assert new_vm.delete_before_replace is True
+    # The other image's builder is not touched by a change to this one (the stack-wide
+    # vmSize is the Linux builders' size; Windows builders take windowsVmSize).
+    assert (
+        before.named("build-iis-1.0.0-builder-vm").replacement_trigger
+        == after.named("build-iis-1.0.0-builder-vm").replacement_trigger
+    )
 
 
 def test_unrelated_config_leaves_the_builder_fingerprint_alone() -> None:

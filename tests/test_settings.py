@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from imagefactory import offline
-from imagefactory.settings import ConfigError, Settings, load, parse_version
+from imagefactory.settings import ConfigError, load, parse_version
 
 V = "imagefactory:images[0].versions[1]"
 VERSION_RULE = "expected MAJOR.MINOR.PATCH, each part an integer from 0 to 2147483647"
@@ -744,7 +744,3 @@ def test_program_reports_unknown_keys_from_the_stack_file() -> None:
         "  - imagefactory:replicationTimeout: unknown key (did you mean "
         f"'replicationTimeoutMinutes'?); allowed keys: {TOP_KEYS}"
     )
-
-
-def test_settings_type_is_what_load_returns(dev_raw: dict[str, Any]) -> None:
-    assert isinstance(load(dev_raw), Settings)
