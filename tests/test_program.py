@@ -503,3 +503,53 @@ def test_windows_build_steps_and_capture(prod: Run) -> None:
     capture = prod.named("build-iis-1.0.0-generalize-capture")
     assert capture.inputs["create"].endswith(f"--vm {vm.inputs['vmName']} --subscription {SUB}")
     assert capture.inputs["environment"]["CAPTURE_MAX_TRIES"] == "8"
+
+
+# --- variants of the real stacks ----------------------------------------------------------
+
+
+def test_a_public_ip_for_builders_only_when_asked() -> None:
+    config = offline.stack_config("dev")
+    config["imagefactory:builder"]["publicIp"] = True
+    config["imagefactory:builder"]["osDiskSizeGb"] = 64
+    run = offline.run("dev", config=config)
+    (pip,) = run.of_type("azure-native:network:PublicIPAddress")
+    assert pip.inputs["sku"] == {"name": "Standard"}
+    nic = run.named("build-webserver-0.1.0-builder-nic")
+    assert nic.inputs["ipConfigurations"][0]["publicIPAddress"] == {"id": pip.id}
+    vm = run.named("build-webserver-0.1.0-builder-vm")
+    assert vm.inputs["storageProfile"]["osDisk"]["diskSizeGB"] == 64
+
+
+def test_a_windows_scale_set_gets_the_windows_health_extension_and_a_short_prefix() -> None:
+    config = offline.stack_config("prod")
+    config["imagefactory:scaleSets"].append(
+        {"name": "iis-frontend", "region": "westeurope", "image": "iis", "version": "1.0.0"}
+    )
+    run = offline.run("prod", config=config)
+    vmss = run.named("scaleset-iis-frontend-vmss")
+    profile = vmss.inputs["virtualMachineProfile"]
+    (ext,) = profile["extensionProfile"]["extensions"]
+    assert ext["type"] == "ApplicationHealthWindows"
+    assert vmss.inputs["vmScaleSetName"] == "iis-frontend"
+    prefix = profile["osProfile"]["computerNamePrefix"]
+    assert len(prefix) <= 9 and prefix.startswith("iis-f")
+    assert set(profile["osProfile"]["adminPassword"]) == {"secret"}
+    assert profile["securityProfile"]["securityType"] == "TrustedLaunch"
+
+
+def test_automatic_upgrades_have_no_rolling_policy(dev: Run) -> None:
+    (vmss,) = dev.of_type(SCALE_SET)
+    assert vmss.inputs["upgradePolicy"] == {"mode": "Automatic"}
+
+
+def test_consumers_of_a_confidential_vm_definition_are_not_trusted_launch() -> None:
+    config = offline.stack_config("dev")
+    config["imagefactory:images"][0]["securityType"] = "ConfidentialVmSupported"
+    run = offline.run("dev", config=config)
+    (vmss,) = run.of_type(SCALE_SET)
+    assert "securityProfile" not in vmss.inputs["virtualMachineProfile"]
+    definition = run.named("gallery-webserver")
+    assert definition.inputs["features"] == [
+        {"name": "SecurityType", "value": "ConfidentialVmSupported"}
+    ]
