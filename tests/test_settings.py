@@ -506,6 +506,31 @@ CASES: list[tuple[str, str, Any, str]] = [
         "imagefactory:scaleSets[0].capacity: -1: input should be greater than or equal to 0",
     ),
     (
+        "capture stop timeout below a minute",
+        "capture.stopTimeoutSeconds",
+        30,
+        "imagefactory:capture.stopTimeoutSeconds: 30: input should be greater than or equal to 60",
+    ),
+    (
+        "OS disk smaller than the marketplace images",
+        "builder.osDiskSizeGb",
+        20,
+        "imagefactory:builder.osDiskSizeGb: 20: input should be greater than or equal to 30",
+    ),
+    (
+        "run command timeout of zero",
+        "builder.runCommandTimeoutMinutes",
+        0,
+        "imagefactory:builder.runCommandTimeoutMinutes: 0: input should be greater than or "
+        "equal to 1",
+    ),
+    (
+        "replication timeout too short",
+        "replicationTimeoutMinutes",
+        5,
+        "imagefactory:replicationTimeoutMinutes: 5: input should be greater than or equal to 10",
+    ),
+    (
         "scale-set-name",
         "scaleSets.0.name",
         "Web_US",
@@ -744,3 +769,24 @@ def test_program_reports_unknown_keys_from_the_stack_file() -> None:
         "  - imagefactory:replicationTimeout: unknown key (did you mean "
         f"'replicationTimeoutMinutes'?); allowed keys: {TOP_KEYS}"
     )
+
+
+def test_principal_ids_are_compared_in_lower_case_and_values_trimmed(
+    prod_raw: dict[str, Any],
+) -> None:
+    put(prod_raw, "gallery.sharing.0.principalId", "3F2A4C1E-8B7D-4E29-9A51-6C0D2E7F9B13")
+    put(prod_raw, "scaleSets.1.region", " westeurope ")
+    settings = load(prod_raw)
+    assert settings.gallery.sharing[0].principal_id == "3f2a4c1e-8b7d-4e29-9a51-6c0d2e7f9b13"
+    assert settings.scale_sets[1].region == "westeurope"
+
+
+def test_builder_defaults_fill_what_an_image_leaves_out(prod_raw: dict[str, Any]) -> None:
+    put(prod_raw, "builder.osDiskSizeGb", 80)
+    settings = load(prod_raw)
+    web, iis = settings.images
+    assert settings.builder_for(web).vm_size == "Standard_D2s_v5"
+    assert settings.builder_for(iis).vm_size == "Standard_D4s_v5"
+    assert settings.builder_for(iis).os_disk_size_gb == 80
+    assert settings.builder_for(iis).security_type == "TrustedLaunch"
+    assert settings.builder_for(web).security_type == "Standard"
