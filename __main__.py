@@ -11,7 +11,12 @@ from pulumi_azure_native import authorization
 
 from components import drop_api_version_aliases, protection_options
 from components.build import BuildPlacement, ImageBuild
-from components.consumers import ImageChoice, ScaleSetConsumer, VmGroupConsumer
+from components.consumers import (
+    ConsumerPlacement,
+    ImageChoice,
+    ScaleSetConsumer,
+    VmGroupConsumer,
+)
 from components.gallery import Gallery
 from components.groups import ResourceGroups
 from components.image_version import ImageVersion
@@ -171,18 +176,17 @@ for consumer in settings.consumers():
         ),
         waits_for=version.version,
     )
-    common = {
-        "choice": choice,
-        "names": names,
-        "admin_username": settings.builder.admin_username,
-        "resource_group_name": groups.consumers[consumer.region].name,
-        "subnet_id": consumer_nets[consumer.region].subnet.id,
-        "tags": tags,
-    }
+    where = ConsumerPlacement(
+        names=names,
+        admin_username=settings.builder.admin_username,
+        resource_group_name=groups.consumers[consumer.region].name,
+        subnet_id=consumer_nets[consumer.region].subnet.id,
+        tags=tags,
+    )
     if isinstance(consumer, ScaleSet):
-        ScaleSetConsumer(f"scaleset-{consumer.name}", spec=consumer, **common)  # type: ignore[arg-type]
+        ScaleSetConsumer(f"scaleset-{consumer.name}", spec=consumer, choice=choice, placement=where)
     else:
-        VmGroupConsumer(f"vmgroup-{consumer.name}", spec=consumer, **common)  # type: ignore[arg-type]
+        VmGroupConsumer(f"vmgroup-{consumer.name}", spec=consumer, choice=choice, placement=where)
 
 pulumi.export(contract.GALLERY_ID, gallery.gallery.id)
 pulumi.export(contract.GALLERY_NAME, gallery.gallery.name)

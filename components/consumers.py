@@ -25,6 +25,17 @@ class ImageChoice:
     """The version that must exist first; for latest the newest one."""
 
 
+@dataclass(frozen=True)
+class ConsumerPlacement:
+    """Where a consumer goes and how it is named; one per consumer region."""
+
+    names: Names
+    admin_username: str
+    resource_group_name: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    tags: Mapping[str, str]
+
+
 def _trusted_launch(image: Image) -> bool:
     return image.generation == "V2" and image.security_type in (
         "TrustedLaunch",
@@ -44,15 +55,14 @@ class ScaleSetConsumer(pulumi.ComponentResource):
         *,
         spec: ScaleSet,
         choice: ImageChoice,
-        names: Names,
-        admin_username: str,
-        resource_group_name: pulumi.Input[str],
-        subnet_id: pulumi.Input[str],
-        tags: Mapping[str, str],
+        placement: ConsumerPlacement,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("imagefactory:consume:ScaleSet", name, None, opts)
         image = choice.image
+        names, admin_username = placement.names, placement.admin_username
+        resource_group_name, subnet_id = placement.resource_group_name, placement.subnet_id
+        tags = placement.tags
         creds = os_profile_parts(
             self, name, os=image.os, admin=admin_username, automatic_updates=True
         )
@@ -145,15 +155,14 @@ class VmGroupConsumer(pulumi.ComponentResource):
         *,
         spec: VmGroup,
         choice: ImageChoice,
-        names: Names,
-        admin_username: str,
-        resource_group_name: pulumi.Input[str],
-        subnet_id: pulumi.Input[str],
-        tags: Mapping[str, str],
+        placement: ConsumerPlacement,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("imagefactory:consume:VmGroup", name, None, opts)
         image = choice.image
+        names, admin_username = placement.names, placement.admin_username
+        resource_group_name, subnet_id = placement.resource_group_name, placement.subnet_id
+        tags = placement.tags
         creds = os_profile_parts(
             self, name, os=image.os, admin=admin_username, automatic_updates=True
         )
