@@ -84,7 +84,7 @@ gallery = Gallery(
 published: dict[tuple[str, str], ImageVersion] = {}
 image_outputs: dict[str, dict[str, object]] = {}
 for image in settings.images:
-    version_outputs: dict[str, object] = {}
+    version_outputs: dict[str, dict] = {}
     for spec in image.versions:
         key = f"{image.name}-{spec.version}"
         builder_tl = settings.builder_for(image).security_type == "TrustedLaunch"
@@ -132,19 +132,19 @@ for image in settings.images:
         )
         published[(image.name, spec.version)] = version
         managed = build.managed_image if build else None
-        version_outputs[spec.version] = {
-            contract.VERSION_ID: version.version.id,
-            contract.REGIONS: [t.name for t in spec.regions],
-            contract.MANAGED_IMAGE_ID: managed.image.id if managed else None,
-        }
+        version_outputs[spec.version] = contract.version_output(
+            version.version.id,
+            [t.name for t in spec.regions],
+            managed.image.id if managed else None,
+        )
     newest = image.newest()
-    image_outputs[image.name] = {
-        contract.DEFINITION_ID: gallery.definitions[image.name].id,
-        contract.OS: image.os,
-        contract.GENERATION: image.generation,
-        contract.LATEST_VERSION: newest.version if newest else None,
-        contract.VERSIONS: version_outputs,
-    }
+    image_outputs[image.name] = contract.image_output(
+        gallery.definitions[image.name].id,
+        image.os,
+        image.generation,
+        newest.version if newest else None,
+        version_outputs,
+    )
 
 consumer_nets = {
     region: consumer_network(

@@ -15,7 +15,8 @@ names, never whole resources and never secrets.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
 
 GALLERY_ID = "galleryId"
 GALLERY_NAME = "galleryName"
@@ -47,3 +48,25 @@ class ImageOutput(TypedDict):
     generation: str
     latestVersion: str | None
     versions: dict[str, VersionOutput]
+
+
+def version_output(version_id: Any, regions: Sequence[str], managed_image_id: Any) -> dict:
+    """One entry of `images[name].versions` (ids may be Pulumi Outputs)."""
+    return {VERSION_ID: version_id, REGIONS: list(regions), MANAGED_IMAGE_ID: managed_image_id}
+
+
+def image_output(
+    definition_id: Any,
+    os: str,
+    generation: str,
+    latest_version: str | None,
+    versions: Mapping[str, dict],
+) -> dict:
+    """One entry of `images` (ids may be Pulumi Outputs)."""
+    return {
+        DEFINITION_ID: definition_id,
+        OS: os,
+        GENERATION: generation,
+        LATEST_VERSION: latest_version,
+        VERSIONS: dict(versions),
+    }
