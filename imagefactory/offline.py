@@ -105,10 +105,6 @@ class Registered:
     custom_timeouts: dict[str, str] = field(default_factory=dict)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
-    def depends_on(self, other: Registered) -> bool:
-        """True when `other` is an explicit dependency (depends_on) of this resource."""
-        return other.urn in self.dependencies
-
 
 @dataclass
 class Run:

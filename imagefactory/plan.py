@@ -1,7 +1,8 @@
 """The offline plan: what `pulumi up` would build for a stack, with no cloud and no CLI.
 
     python -m imagefactory.plan [STACK] [--format text|markdown|json] [--parallel N]
-                                [--compare STACK]
+                                [--compare STACK|none]
+    python -m imagefactory.plan diff BASE HEAD [--stack STACK|all] [--format ...]
 
 It runs the real `__main__.py` under the mock engine and reads the registered graph
 back into images -> versions -> regions -> consumers. Everything shown comes from the
