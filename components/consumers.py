@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 from pulumi_azure_native import compute, network
@@ -36,6 +37,16 @@ class ConsumerPlacement:
     tags: Mapping[str, str]
 
 
+def _access(
+    owner: pulumi.Resource, name: str, image: Image, placement: ConsumerPlacement
+) -> tuple[dict[str, Any], compute.SecurityProfileArgs | None]:
+    """Admin credentials (OS profile parts) and the security profile a consumer's VMs get."""
+    creds = os_profile_parts(
+        owner, name, os=image.os, admin=placement.admin_username, automatic_updates=True
+    )
+    return creds, trusted_launch_profile() if _trusted_launch(image) else None
+
+
 def _trusted_launch(image: Image) -> bool:
     return image.generation == "V2" and image.security_type in (
         "TrustedLaunch",
@@ -60,12 +71,7 @@ class ScaleSetConsumer(pulumi.ComponentResource):
     ) -> None:
         super().__init__("imagefactory:consume:ScaleSet", name, None, opts)
         image = choice.image
-        names, admin_username = placement.names, placement.admin_username
-        resource_group_name, subnet_id = placement.resource_group_name, placement.subnet_id
-        tags = placement.tags
-        creds = os_profile_parts(
-            self, name, os=image.os, admin=admin_username, automatic_updates=True
-        )
+        creds, security = _access(self, name, image, placement)
         health = compute.VirtualMachineScaleSetExtensionArgs(
             name="health",
             publisher="Microsoft.ManagedServices",
@@ -86,11 +92,10 @@ class ScaleSetConsumer(pulumi.ComponentResource):
                 max_unhealthy_upgraded_instance_percent=20,
                 pause_time_between_batches="PT0S",
             )
-        security = trusted_launch_profile() if _trusted_launch(image) else None
         self.scale_set = compute.VirtualMachineScaleSet(
             f"{name}-vmss",
-            vm_scale_set_name=names.scale_set(spec.name, image.os),
-            resource_group_name=resource_group_name,
+            vm_scale_set_name=placement.names.scale_set(spec.name, image.os),
+            resource_group_name=placement.resource_group_name,
             location=spec.region,
             sku=compute.SkuArgs(name=spec.sku, tier="Standard", capacity=spec.capacity),
             orchestration_mode="Uniform",
@@ -100,8 +105,8 @@ class ScaleSetConsumer(pulumi.ComponentResource):
             ),
             virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
                 os_profile=compute.VirtualMachineScaleSetOSProfileArgs(
-                    computer_name_prefix=names.computer_name_prefix(spec.name, image.os),
-                    admin_username=admin_username,
+                    computer_name_prefix=placement.names.computer_name_prefix(spec.name, image.os),
+                    admin_username=placement.admin_username,
                     **creds,
                 ),
                 storage_profile=compute.VirtualMachineScaleSetStorageProfileArgs(
@@ -123,7 +128,7 @@ class ScaleSetConsumer(pulumi.ComponentResource):
                                 compute.VirtualMachineScaleSetIPConfigurationArgs(
                                     name="primary",
                                     primary=True,
-                                    subnet=compute.ApiEntityReferenceArgs(id=subnet_id),
+                                    subnet=compute.ApiEntityReferenceArgs(id=placement.subnet_id),
                                 )
                             ],
                         )
@@ -135,7 +140,7 @@ class ScaleSetConsumer(pulumi.ComponentResource):
                 security_profile=security,
             ),
             tags={
-                **tags,
+                **placement.tags,
                 "imagefactory-image": image.name,
                 "imagefactory-version": choice.version_label,
             },
@@ -160,38 +165,32 @@ class VmGroupConsumer(pulumi.ComponentResource):
     ) -> None:
         super().__init__("imagefactory:consume:VmGroup", name, None, opts)
         image = choice.image
-        names, admin_username = placement.names, placement.admin_username
-        resource_group_name, subnet_id = placement.resource_group_name, placement.subnet_id
-        tags = placement.tags
-        creds = os_profile_parts(
-            self, name, os=image.os, admin=admin_username, automatic_updates=True
-        )
+        creds, security = _access(self, name, image, placement)
         child = pulumi.ResourceOptions(parent=self)
-        security = trusted_launch_profile() if _trusted_launch(image) else None
         self.vms = []
         for index in range(spec.count):
-            vm_name = names.group_vm(spec.name, index, image.os)
+            vm_name = placement.names.group_vm(spec.name, index, image.os)
             nic = network.NetworkInterface(
                 f"{name}-{index:03d}-nic",
-                network_interface_name=names.group_nic(spec.name, index),
-                resource_group_name=resource_group_name,
+                network_interface_name=placement.names.group_nic(spec.name, index),
+                resource_group_name=placement.resource_group_name,
                 location=spec.region,
                 ip_configurations=[
                     network.NetworkInterfaceIPConfigurationArgs(
                         name="primary",
                         primary=True,
                         private_ip_allocation_method="Dynamic",
-                        subnet=network.SubnetArgs(id=subnet_id),
+                        subnet=network.SubnetArgs(id=placement.subnet_id),
                     )
                 ],
-                tags=dict(tags),
+                tags=dict(placement.tags),
                 opts=child,
             )
             self.vms.append(
                 compute.VirtualMachine(
                     f"{name}-{index:03d}",
                     vm_name=vm_name,
-                    resource_group_name=resource_group_name,
+                    resource_group_name=placement.resource_group_name,
                     location=spec.region,
                     hardware_profile=compute.HardwareProfileArgs(vm_size=spec.size),
                     network_profile=compute.NetworkProfileArgs(
@@ -206,7 +205,7 @@ class VmGroupConsumer(pulumi.ComponentResource):
                     ),
                     os_profile=compute.OSProfileArgs(
                         computer_name=vm_name,
-                        admin_username=admin_username,
+                        admin_username=placement.admin_username,
                         **creds,
                     ),
                     storage_profile=compute.StorageProfileArgs(
@@ -222,7 +221,7 @@ class VmGroupConsumer(pulumi.ComponentResource):
                     ),
                     security_profile=security,
                     tags={
-                        **tags,
+                        **placement.tags,
                         "imagefactory-image": image.name,
                         "imagefactory-version": choice.version_label,
                     },
