@@ -37,11 +37,11 @@ def fleet_config(images: int, regions: int = 5) -> dict[str, Any]:
     replicated to `regions` regions and two consumers (a scale set in the build region
     and one in the last target region).
     """
-    from imagefactory import offline
+    from offline import engine as offline_engine
 
     if not 1 <= regions <= len(FLEET_REGIONS):
         raise ValueError(f"regions must be 1-{len(FLEET_REGIONS)}")
-    config = copy.deepcopy(offline.stack_config("prod"))
+    config = copy.deepcopy(offline_engine.stack_config("prod"))
     templates = config[NS + "images"]
     linux = next(i for i in templates if i["os"] == "linux")
     windows = next(i for i in templates if i["os"] == "windows")
@@ -82,9 +82,9 @@ def fleet_config(images: int, regions: int = 5) -> dict[str, Any]:
 
 def fleet_run(images: int, regions: int = 5) -> Any:
     """offline.run of the generated fleet (stack name 'fleet')."""
-    from imagefactory import offline
+    from offline import engine as offline_engine
 
-    return offline.run("fleet", fleet_config(images, regions))
+    return offline_engine.run("fleet", fleet_config(images, regions))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, metavar="N")
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     args = parser.parse_args(argv)
-    from imagefactory import plan, schedule
+    from offline import plan, schedule
 
     run = fleet_run(args.images, args.regions)
     shown = plan.build_plan(run)

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from imagefactory import offline
 from imagefactory.settings import NAMESPACE
+from offline import engine
 
 
 def _raw_config(stack: str) -> dict[str, Any]:
     """The stack file's config with the `imagefactory:` prefix stripped, deep-copied."""
     prefix = NAMESPACE + ":"
-    full = offline.stack_config(stack)
+    full = engine.stack_config(stack)
     return copy.deepcopy({k.removeprefix(prefix): v for k, v in full.items()})
 
 

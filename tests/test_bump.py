@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagefactory import bump, offline, plan, plandiff
+from offline import bump, engine, plan, plandiff
 
 
 def _copy(stack: str, tmp_path: Path) -> Path:
     target = tmp_path / f"Pulumi.{stack}.yaml"
-    shutil.copy(offline.PROJECT_DIR / f"Pulumi.{stack}.yaml", target)
+    shutil.copy(engine.PROJECT_DIR / f"Pulumi.{stack}.yaml", target)
     return target
 
 
@@ -41,10 +41,10 @@ def test_bump_adds_a_patch_version_and_retires_the_previous_builder(tmp_path: Pa
 
 def test_bumped_stack_plans_as_expected(tmp_path: Path) -> None:
     text, _ = bump.bump_file(_copy("prod", tmp_path), ["webserver"])
-    config = offline.stack_config("prod")
+    config = engine.stack_config("prod")
     config[bump.IMAGES_KEY] = yaml.safe_load(text)["config"][bump.IMAGES_KEY]
-    after = plan.build_plan(offline.run("prod", config=config))
-    before = plan.build_plan(offline.run("prod"))
+    after = plan.build_plan(engine.run("prod", config=config))
+    before = plan.build_plan(engine.run("prod"))
     assert [c.line() for c in plandiff.diff_plans(before, after)] == [
         "version webserver 1.1.1 added: eastus x2 Standard_ZRS, westeurope x1 Standard_ZRS",
         "builder of webserver 1.1.0 retired (VM imgf-prod-bld-webserver-1-1-0 deleted)",

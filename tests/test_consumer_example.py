@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from examples.consumer import selection
-from imagefactory import contract, offline
+from imagefactory import contract
+from offline import engine
 
-CONSUMER_DIR = offline.PROJECT_DIR / "examples" / "consumer"
+CONSUMER_DIR = engine.PROJECT_DIR / "examples" / "consumer"
 PROD = "organization/imagefactory/prod"
 REF_T = "pulumi:pulumi:StackReference"
 VMSS_T = "azure-native:compute:VirtualMachineScaleSet"
@@ -25,10 +26,10 @@ VMSS_T = "azure-native:compute:VirtualMachineScaleSet"
 
 @cache
 def factory_outputs() -> dict[str, Any]:
-    return offline.run("prod").outputs
+    return engine.run("prod").outputs
 
 
-class _ConsumerMocks(offline.AzureMocks):
+class _ConsumerMocks(engine.AzureMocks):
     """The factory's mocks, plus a StackReference that answers with given outputs."""
 
     def __init__(self, outputs: Mapping[str, Any]) -> None:
@@ -49,15 +50,15 @@ def consumer_config(**changes: Any) -> dict[str, Any]:
     return values
 
 
-def run_consumer(outputs: Mapping[str, Any], config: Mapping[str, Any]) -> offline.Run:
+def run_consumer(outputs: Mapping[str, Any], config: Mapping[str, Any]) -> engine.Run:
     """The consumer's program under mocks; its stack references land in `run.logs`."""
     mocks = _ConsumerMocks(outputs)
-    run = offline.run_program(
+    run = engine.run_program(
         CONSUMER_DIR / "__main__.py",
         project=selection.NAMESPACE,
         stack="prod",
         config=config,
-        monitor=offline.RecordingMonitor(mocks),
+        monitor=engine.RecordingMonitor(mocks),
     )
     # StackReference is a read, which the recording monitor does not list; log it instead.
     run.logs.extend(("stackReference", name) for name in mocks.references)

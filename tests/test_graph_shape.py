@@ -12,17 +12,17 @@ import re
 import pytest
 
 from bench.fleet import FLEET_REGIONS, fleet_config, fleet_run
-from imagefactory import offline, schedule
+from offline import engine, schedule
 
 CONSUMER_TYPES = {schedule.SCALE_SET_T, schedule.VM_T}
 FLEET_IMAGES, FLEET_REGION_COUNT = 20, 5
 
 
 @pytest.fixture(scope="module", params=["prod", "fleet"])
-def case(request: pytest.FixtureRequest) -> tuple[offline.Run, schedule.Graph, dict]:
+def case(request: pytest.FixtureRequest) -> tuple[engine.Run, schedule.Graph, dict]:
     if request.param == "prod":
-        config = offline.stack_config("prod")
-        run = offline.run("prod")
+        config = engine.stack_config("prod")
+        run = engine.run("prod")
     else:
         config = fleet_config(FLEET_IMAGES, FLEET_REGION_COUNT)
         run = fleet_run(FLEET_IMAGES, FLEET_REGION_COUNT)
@@ -40,7 +40,7 @@ def _ancestors(g: schedule.Graph, urn: str) -> set[str]:
     return seen
 
 
-def _is_consumer(g: schedule.Graph, run: offline.Run, urn: str) -> bool:
+def _is_consumer(g: schedule.Graph, run: engine.Run, urn: str) -> bool:
     res = run.by_urn(urn)
     temporary = (res.inputs.get("tags") or {}).get("imagefactory-lifecycle") == "temporary"
     return res.type in CONSUMER_TYPES and not temporary

@@ -8,8 +8,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from imagefactory import latency, offline, plan, schedule
-from imagefactory.latency import Estimate
+from offline import engine, latency, plan, schedule
+from offline.latency import Estimate
 
 
 def test_run_command_uses_the_scripts_own_estimate() -> None:
@@ -85,7 +85,7 @@ def test_schedule_is_first_ready_first_started() -> None:
 
 
 def test_component_dependencies_expand_to_their_custom_resources() -> None:
-    run = offline.run("prod")
+    run = engine.run("prod")
     g = schedule.graph(run)
     version = next(u for u, n in g.nodes.items() if n.name == "version-iis-1.0.0-version")
     capture = next(u for u, n in g.nodes.items() if n.name == "build-iis-1.0.0-generalize-capture")
@@ -95,7 +95,7 @@ def test_component_dependencies_expand_to_their_custom_resources() -> None:
 
 @pytest.fixture(scope="module")
 def timings() -> dict[str, dict]:
-    return {s: schedule.timing(offline.run(s)) for s in ("dev", "prod")}
+    return {s: schedule.timing(engine.run(s)) for s in ("dev", "prod")}
 
 
 def test_dev_is_a_fraction_of_prod(timings) -> None:
@@ -150,14 +150,14 @@ def test_the_dev_plan_compares_itself_with_prod_by_default(
 def test_a_broken_comparison_stack_does_not_fail_the_plan(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_run = offline.run
+    real_run = engine.run
 
-    def refuse_prod(stack: str, *args: Any, **kwargs: Any) -> offline.Run:
+    def refuse_prod(stack: str, *args: Any, **kwargs: Any) -> engine.Run:
         if stack == "prod":
             raise pulumi.RunError("1 problem in stack config:\n  - imagefactory:location: ...")
         return real_run(stack, *args, **kwargs)
 
-    monkeypatch.setattr(offline, "run", refuse_prod)
+    monkeypatch.setattr(engine, "run", refuse_prod)
     assert plan.main(["dev"]) == 0
     out = capsys.readouterr()
     assert "compared with" not in out.out

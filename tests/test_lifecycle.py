@@ -12,14 +12,14 @@ from typing import Any
 import pulumi
 import pytest
 
-from imagefactory import offline
-from imagefactory.offline import Registered, Run
+from offline import engine
+from offline.engine import Registered, Run
 
 VERSION = "azure-native:compute:GalleryImageVersion"
 
 
 def prod_config() -> dict[str, Any]:
-    return copy.deepcopy(offline.stack_config("prod"))
+    return copy.deepcopy(engine.stack_config("prod"))
 
 
 def versions(run: Run) -> dict[str, Registered]:
@@ -43,10 +43,10 @@ def assert_versions_untouched(before: Run, after: Run) -> None:
 
 
 def test_retiring_a_builder_removes_it_and_leaves_the_version_alone() -> None:
-    before = offline.run("prod")
+    before = engine.run("prod")
     config = prod_config()
     config["imagefactory:images"][0]["versions"][1]["builder"] = "retired"
-    after = offline.run("prod", config=config)
+    after = engine.run("prod", config=config)
 
     build = builds_of(before, "webserver", "1.1.0")
     types = {before.by_urn(u).type for u in build}
@@ -73,8 +73,8 @@ def test_retiring_every_builder_removes_the_build_group_and_network() -> None:
     for image in config["imagefactory:images"]:
         for version in image["versions"]:
             version["builder"] = "retired"
-    before = offline.run("prod")
-    after = offline.run("prod", config=config)
+    before = engine.run("prod")
+    after = engine.run("prod", config=config)
     names = {r.name for r in after.resources}
     assert "groups-build" not in names
     assert not {n for n in names if n.startswith(("build-", "build-network"))}
@@ -107,10 +107,10 @@ def test_retiring_every_builder_removes_the_build_group_and_network() -> None:
     ],
 )
 def test_a_rebuild_replaces_the_builder_never_a_published_version(change: Any) -> None:
-    before = offline.run("prod")
+    before = engine.run("prod")
     config = prod_config()
     change(config)
-    after = offline.run("prod", config=config)
+    after = engine.run("prod", config=config)
     assert_versions_untouched(before, after)
     old_vm = before.named("build-webserver-1.1.0-builder-vm")
     new_vm = after.named("build-webserver-1.1.0-builder-vm")
@@ -127,10 +127,10 @@ def test_a_rebuild_replaces_the_builder_never_a_published_version(change: Any) -
 
 
 def test_unrelated_config_leaves_the_builder_fingerprint_alone() -> None:
-    before = offline.run("prod")
+    before = engine.run("prod")
     config = prod_config()
     config["imagefactory:scaleSets"][0]["capacity"] = 5
-    after = offline.run("prod", config=config)
+    after = engine.run("prod", config=config)
     assert (
         before.named("build-webserver-1.1.0-builder-vm").replacement_trigger
         == after.named("build-webserver-1.1.0-builder-vm").replacement_trigger
@@ -138,7 +138,7 @@ def test_unrelated_config_leaves_the_builder_fingerprint_alone() -> None:
 
 
 def test_the_capture_command_reruns_for_a_new_vm_instance() -> None:
-    run = offline.run("prod")
+    run = engine.run("prod")
     vm = run.named("build-webserver-1.1.0-builder-vm")
     capture = run.named("build-webserver-1.1.0-generalize-capture")
     # vmId is unique per VM instance; the ARM id would survive a rebuild under the same name.
@@ -151,7 +151,7 @@ def test_removing_a_version_a_consumer_pins_is_refused() -> None:
     versions_ = config["imagefactory:images"][0]["versions"]
     config["imagefactory:images"][0]["versions"] = [v for v in versions_ if v["version"] != "1.0.0"]
     with pytest.raises(pulumi.RunError) as err:
-        offline.run("prod", config=config)
+        engine.run("prod", config=config)
     assert str(err.value) == (
         "1 problem in stack config:\n"
         "  - imagefactory:scaleSets[1].version: '1.0.0' is not a version of image "
@@ -165,7 +165,7 @@ def test_excluding_the_last_version_from_latest_is_refused_while_latest_is_used(
     for version in config["imagefactory:images"][0]["versions"]:
         version["excludeFromLatest"] = True
     with pytest.raises(pulumi.RunError) as err:
-        offline.run("prod", config=config)
+        engine.run("prod", config=config)
     assert str(err.value) == (
         "1 problem in stack config:\n"
         "  - imagefactory:scaleSets[0].version: 'latest' of image 'webserver' resolves to "
@@ -177,7 +177,7 @@ def test_excluding_the_last_version_from_latest_is_refused_while_latest_is_used(
 def test_canary_version_excluded_from_latest_keeps_latest_on_the_older_one() -> None:
     config = prod_config()
     config["imagefactory:images"][0]["versions"][1]["excludeFromLatest"] = True
-    run = offline.run("prod", config=config)
+    run = engine.run("prod", config=config)
     assert run.outputs["images"]["webserver"]["latestVersion"] == "1.0.0"
     vmss = run.named("scaleset-web-us-vmss")
     older = next(r for r in run.of_type(VERSION) if r.inputs["galleryImageVersionName"] == "1.0.0")
@@ -192,7 +192,7 @@ def test_safety_profile_and_end_of_life_come_from_config() -> None:
     version = config["imagefactory:images"][0]["versions"][1]
     version["allowDeletionOfReplicatedLocations"] = True
     version["endOfLifeDate"] = "2028-06-30"
-    run = offline.run("prod", config=config)
+    run = engine.run("prod", config=config)
     res = next(
         r
         for r in run.of_type(VERSION)
@@ -204,7 +204,7 @@ def test_safety_profile_and_end_of_life_come_from_config() -> None:
 
 
 def test_versions_are_never_children_of_their_build() -> None:
-    run = offline.run("prod")
+    run = engine.run("prod")
     for res in run.of_type(VERSION):
         chain = [a.type for a in run.ancestors(res)]
         assert chain == ["imagefactory:publish:ImageVersion"], chain

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from imagefactory import offline, plan
+from offline import engine, plan
 
 
 def test_dev_tree() -> None:
-    text = plan.render_text(plan.build_plan(offline.run("dev")))
+    text = plan.render_text(plan.build_plan(engine.run("dev")))
     assert text.splitlines() == [
         "stack dev: 24 resources",
         "gallery imgf_dev_gallery (imgf-dev-images-rg, eastus)",
@@ -25,7 +25,7 @@ def test_dev_tree() -> None:
 
 
 def test_prod_tree_marks_retired_protected_eol_and_trusted_launch() -> None:
-    lines = plan.render_text(plan.build_plan(offline.run("prod"))).splitlines()
+    lines = plan.render_text(plan.build_plan(engine.run("prod"))).splitlines()
     assert lines[:2] == [
         "stack prod: 48 resources",
         "gallery imgf_prod_gallery (imgf-prod-images-rg, eastus), shared with 2 principal(s)",
@@ -42,7 +42,7 @@ def test_prod_tree_marks_retired_protected_eol_and_trusted_launch() -> None:
 
 
 def test_prod_markdown_table() -> None:
-    md = plan.render_markdown(plan.build_plan(offline.run("prod")))
+    md = plan.render_markdown(plan.build_plan(engine.run("prod")))
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     assert rows == [
         "| image | version | build | regions | consumers |",
@@ -66,9 +66,9 @@ def test_unknown_stack_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
 def test_bad_config_exits_1_with_the_problems(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = offline.stack_config("dev")
+    config = engine.stack_config("dev")
     config["imagefactory:location"] = "mars"
-    monkeypatch.setattr(offline, "stack_config", lambda stack: config)
+    monkeypatch.setattr(engine, "stack_config", lambda stack: config)
     assert plan.main(["dev", "--compare", "none"]) == 1
     assert capsys.readouterr().err == (
         "stack dev: 1 problem in stack config:\n"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from imagefactory import offline, plan, plandiff
+from offline import engine, plan, plandiff
 
 Config = dict[str, Any]
 
@@ -23,13 +23,13 @@ Config = dict[str, Any]
 @cache
 def _prod_plan() -> str:
     # Cached as JSON so no test can mutate another's baseline.
-    return json.dumps(plan.build_plan(offline.run("prod")))
+    return json.dumps(plan.build_plan(engine.run("prod")))
 
 
 def _diff(change: Callable[[Config], None]) -> list[str]:
-    config = copy.deepcopy(offline.stack_config("prod"))
+    config = copy.deepcopy(engine.stack_config("prod"))
     change(config)
-    after = plan.build_plan(offline.run("prod", config=config))
+    after = plan.build_plan(engine.run("prod", config=config))
     return [c.line() for c in plandiff.diff_plans(json.loads(_prod_plan()), after)]
 
 
@@ -337,13 +337,13 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("plandiff") / "repo"
     files = (
         subprocess.run(
-            ["git", "ls-files", "-z"], cwd=offline.PROJECT_DIR, capture_output=True, check=True
+            ["git", "ls-files", "-z"], cwd=engine.PROJECT_DIR, capture_output=True, check=True
         )
         .stdout.decode()
         .split("\0")
     )
     for name in filter(None, files):
-        src = offline.PROJECT_DIR / name
+        src = engine.PROJECT_DIR / name
         if src.is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, repo / name)
@@ -380,7 +380,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _plan_diff(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "imagefactory.plan", "diff", *args],
+        [sys.executable, "-m", "offline.plan", "diff", *args],
         cwd=repo,
         capture_output=True,
         text=True,

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from imagefactory import contract, offline, scripts
-from imagefactory.offline import Registered, Run
+from imagefactory import contract, scripts
+from offline import engine
+from offline.engine import Registered, Run
 
-SUB = offline.MOCK_SUBSCRIPTION
+SUB = engine.MOCK_SUBSCRIPTION
 VM = "azure-native:compute:VirtualMachine"
 RUN_COMMAND = "azure-native:compute:VirtualMachineRunCommandByVirtualMachine"
 COMMAND = "command:local:Command"
@@ -28,12 +29,12 @@ ROLE = "azure-native:authorization:RoleAssignment"
 
 @pytest.fixture(scope="module")
 def dev() -> Run:
-    return offline.run("dev")
+    return engine.run("dev")
 
 
 @pytest.fixture(scope="module")
 def prod() -> Run:
-    return offline.run("prod")
+    return engine.run("prod")
 
 
 def explicit(res: Registered) -> set[str]:
@@ -350,9 +351,9 @@ def test_gallery_definitions_and_versions_are_protected_in_prod_only(prod: Run, 
 
 
 def test_retain_on_delete_is_a_stack_choice() -> None:
-    config = offline.stack_config("dev")
+    config = engine.stack_config("dev")
     config["imagefactory:protection"] = "retainOnDelete"
-    run = offline.run("dev", config=config)
+    run = engine.run("dev", config=config)
     for token in (GALLERY, DEFINITION, VERSION):
         (res,) = run.of_type(token)
         assert res.retain_on_delete is True and res.protect is False
@@ -509,10 +510,10 @@ def test_windows_build_steps_and_capture(prod: Run) -> None:
 
 
 def test_a_public_ip_for_builders_only_when_asked() -> None:
-    config = offline.stack_config("dev")
+    config = engine.stack_config("dev")
     config["imagefactory:builder"]["publicIp"] = True
     config["imagefactory:builder"]["osDiskSizeGb"] = 64
-    run = offline.run("dev", config=config)
+    run = engine.run("dev", config=config)
     (pip,) = run.of_type("azure-native:network:PublicIPAddress")
     assert pip.inputs["sku"] == {"name": "Standard"}
     nic = run.named("build-webserver-0.1.0-builder-nic")
@@ -522,11 +523,11 @@ def test_a_public_ip_for_builders_only_when_asked() -> None:
 
 
 def test_a_windows_scale_set_gets_the_windows_health_extension_and_a_short_prefix() -> None:
-    config = offline.stack_config("prod")
+    config = engine.stack_config("prod")
     config["imagefactory:scaleSets"].append(
         {"name": "iis-frontend", "region": "westeurope", "image": "iis", "version": "1.0.0"}
     )
-    run = offline.run("prod", config=config)
+    run = engine.run("prod", config=config)
     vmss = run.named("scaleset-iis-frontend-vmss")
     profile = vmss.inputs["virtualMachineProfile"]
     (ext,) = profile["extensionProfile"]["extensions"]
@@ -544,9 +545,9 @@ def test_automatic_upgrades_have_no_rolling_policy(dev: Run) -> None:
 
 
 def test_consumers_of_a_confidential_vm_definition_are_not_trusted_launch() -> None:
-    config = offline.stack_config("dev")
+    config = engine.stack_config("dev")
     config["imagefactory:images"][0]["securityType"] = "ConfidentialVmSupported"
-    run = offline.run("dev", config=config)
+    run = engine.run("dev", config=config)
     (vmss,) = run.of_type(SCALE_SET)
     assert "securityProfile" not in vmss.inputs["virtualMachineProfile"]
     definition = run.named("gallery-webserver")

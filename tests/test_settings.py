@@ -15,8 +15,8 @@ import pulumi
 import pytest
 from pydantic import ValidationError
 
-from imagefactory import offline
 from imagefactory.settings import ConfigError, load, parse_version
+from offline import engine
 
 V = "imagefactory:images[0].versions[1]"
 VERSION_RULE = "expected MAJOR.MINOR.PATCH, each part an integer from 0 to 2147483647"
@@ -743,12 +743,12 @@ def test_render_counts_and_lists_problems() -> None:
 
 
 def test_program_refuses_bad_config_before_registering_anything() -> None:
-    monitor = offline.RecordingMonitor(offline.AzureMocks())
-    config = offline.stack_config("prod")
+    monitor = engine.RecordingMonitor(engine.AzureMocks())
+    config = engine.stack_config("prod")
     config["imagefactory:namePrefix"] = "Imgf_Prod"
     config["imagefactory:images"][0]["versions"][0]["regions"][0]["replicas"] = 0
     with pytest.raises(pulumi.RunError) as caught:
-        offline.run("prod", config=config, monitor=monitor)
+        engine.run("prod", config=config, monitor=monitor)
     assert str(caught.value) == (
         "2 problems in stack config:\n"
         f"  - imagefactory:namePrefix: 'Imgf_Prod' is not a valid name prefix; {PREFIX_RULE}\n"
@@ -760,10 +760,10 @@ def test_program_refuses_bad_config_before_registering_anything() -> None:
 
 
 def test_program_reports_unknown_keys_from_the_stack_file() -> None:
-    config = offline.stack_config("dev")
+    config = engine.stack_config("dev")
     config["imagefactory:replicationTimeout"] = 30
     with pytest.raises(pulumi.RunError) as caught:
-        offline.run("dev", config=config)
+        engine.run("dev", config=config)
     assert str(caught.value) == (
         "1 problem in stack config:\n"
         "  - imagefactory:replicationTimeout: unknown key (did you mean "

@@ -1,6 +1,6 @@
 """Add a patch version to an image in a stack file, for scheduled security rebuilds.
 
-    python -m imagefactory.bump STACK [IMAGE ...] [--dry-run]
+    python -m offline.bump STACK [IMAGE ...] [--dry-run]
 
 For each image (default: every image in the stack), the newest version N is copied as
 N+0.0.1 with the same regions and replication mode, and a fresh builder; N's builder is
@@ -80,7 +80,7 @@ def bump_text(text: str, image: str) -> tuple[str, str]:
     lines = text.splitlines(keepends=True)
     indent = " " * newest.start_mark.column
     dash = " " * (newest.start_mark.column - 2)
-    new = [f"{dash}# Scheduled security rebuild of {newest_number} (imagefactory.bump).\n"]
+    new = [f"{dash}# Scheduled security rebuild of {newest_number} (offline.bump).\n"]
     new.append(f'{dash}- version: "{number}"\n')
     for key in COPIED_KEYS:
         pair = _get(newest, key)
@@ -117,7 +117,7 @@ def bump_file(path: Path, images: Sequence[str] = ()) -> tuple[str, list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m imagefactory.bump",
+        prog="python -m offline.bump",
         description="Add a patch version (a fresh build) to images in a stack file.",
     )
     parser.add_argument("stack", help="stack name: edits Pulumi.<stack>.yaml")

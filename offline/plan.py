@@ -1,8 +1,8 @@
 """The offline plan: what `pulumi up` would build for a stack, with no cloud and no CLI.
 
-    python -m imagefactory.plan [STACK] [--format text|markdown|json] [--parallel N]
+    python -m offline.plan [STACK] [--format text|markdown|json] [--parallel N]
                                 [--compare STACK|none]
-    python -m imagefactory.plan diff BASE HEAD [--stack STACK|all] [--format ...]
+    python -m offline.plan diff BASE HEAD [--stack STACK|all] [--format ...]
 
 It runs the real `__main__.py` under the mock engine and reads the registered graph
 back into images -> versions -> regions -> consumers. Everything shown comes from the
@@ -20,7 +20,7 @@ from typing import Any
 
 import pulumi
 
-from imagefactory import offline, schedule
+from offline import engine, schedule
 
 VERSION_T = "azure-native:compute:GalleryImageVersion"
 DEFINITION_T = "azure-native:compute:GalleryImage"
@@ -33,12 +33,12 @@ SCALE_SET_T = "azure-native:compute:VirtualMachineScaleSet"
 ROLE_T = "azure-native:authorization:RoleAssignment"
 
 
-def _tag(res: offline.Registered, key: str) -> str | None:
+def _tag(res: engine.Registered, key: str) -> str | None:
     value = (res.inputs.get("tags") or {}).get(key)
     return str(value) if value is not None else None
 
 
-def build_plan(run: offline.Run) -> dict[str, Any]:
+def build_plan(run: engine.Run) -> dict[str, Any]:
     """The graph as plain data: the shape the renderers and the plan diff read."""
     galleries = run.of_type(GALLERY_T)
     gallery = galleries[0] if galleries else None
@@ -259,12 +259,12 @@ def render(plan: dict[str, Any], fmt: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["diff"]:  # python -m imagefactory.plan diff BASE HEAD [...]
-        from imagefactory import plandiff
+    if argv[:1] == ["diff"]:  # python -m offline.plan diff BASE HEAD [...]
+        from offline import plandiff
 
         return plandiff.main(argv[1:])
     parser = argparse.ArgumentParser(
-        prog="python -m imagefactory.plan",
+        prog="python -m offline.plan",
         description="Show what `pulumi up` would build for a stack, offline.",
     )
     parser.add_argument("stack", nargs="?", default="dev", help="stack name (default: dev)")
@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also estimate STACK and compare (default: prod, for any other stack; 'none' to skip)",
     )
     args = parser.parse_args(argv)
-    known = offline.stacks()
+    known = engine.stacks()
     if args.stack not in known:
         parser.error(f"unknown stack {args.stack!r}; known: {', '.join(known)}")
     if args.compare is None and args.stack != "prod" and "prod" in known:
@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.compare is not None and args.compare not in known:
         parser.error(f"unknown stack {args.compare!r}; known: {', '.join(known)}")
     try:
-        run = offline.run(args.stack)
+        run = engine.run(args.stack)
     except pulumi.RunError as err:
         print(f"stack {args.stack}: {err}", file=sys.stderr)
         return 1
@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan["timing"] = schedule.timing(run, args.parallel)
     if args.compare:
         try:
-            other = schedule.timing(offline.run(args.compare), args.parallel)
+            other = schedule.timing(engine.run(args.compare), args.parallel)
         except pulumi.RunError as err:
             # The comparison is a courtesy: a broken other stack must not fail this plan.
             print(f"stack {args.compare} (comparison skipped): {err}", file=sys.stderr)

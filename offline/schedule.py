@@ -1,7 +1,7 @@
 """Estimated `pulumi up` wall time: a list-scheduling simulation over the registered DAG.
 
 Nodes are the custom resources the program registered, each with a duration from
-imagefactory.latency. Edges are their `dependencies` (explicit `depends_on` plus the
+offline.latency. Edges are their `dependencies` (explicit `depends_on` plus the
 resources their inputs came from). Component resources are transparent: the SDK turns a
 dependency on a component into dependencies on the custom resources under it (so
 `Registered.dependencies` already lists those), and we expand any component URN left
@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from imagefactory import latency, offline
+from offline import engine, latency
 
 VERSION_T = "azure-native:compute:GalleryImageVersion"
 DEFINITION_T = "azure-native:compute:GalleryImage"
@@ -70,12 +70,12 @@ class Graph:
     succs: dict[str, set[str]] = field(default_factory=dict)
 
 
-def _tag(res: offline.Registered, key: str) -> str | None:
+def _tag(res: engine.Registered, key: str) -> str | None:
     value = (res.inputs.get("tags") or {}).get(key)
     return str(value) if value is not None else None
 
 
-def _duration(res: offline.Registered, run_index: dict[str, Any]) -> latency.Estimate:
+def _duration(res: engine.Registered, run_index: dict[str, Any]) -> latency.Estimate:
     token = res.type
     if token in _FIXED:
         return _FIXED[token]
@@ -109,7 +109,7 @@ def _duration(res: offline.Registered, run_index: dict[str, Any]) -> latency.Est
     return latency.UNKNOWN
 
 
-def graph(run: offline.Run) -> Graph:
+def graph(run: engine.Run) -> Graph:
     """The DAG of custom resources with their estimated durations."""
     urns = {r.urn: r for r in run.resources}
     children: dict[str, list[str]] = {}
@@ -293,7 +293,7 @@ def _path_rows(g: Graph, path: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def timing(run: offline.Run, parallel: int | None = None) -> dict[str, Any]:
+def timing(run: engine.Run, parallel: int | None = None) -> dict[str, Any]:
     """The plan's timing section: estimate, critical path and lower bound, stack and images."""
     g = graph(run)
     slots = parallel or latency.PULUMI_DEFAULT_PARALLEL

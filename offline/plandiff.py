@@ -1,11 +1,11 @@
 """Compare the offline plans of two git revisions, image by image.
 
-    python -m imagefactory.plan diff BASE HEAD [--stack dev|prod|all]
+    python -m offline.plan diff BASE HEAD [--stack dev|prod|all]
                                                 [--format markdown|text|json]
 
 `diff_plans(before, after)` is pure: two dicts from `plan.build_plan` in, a list of
 changes out. `plan_at(rev, stack)` exports a revision with `git archive` into a temporary
-directory and runs that tree's own `python -m imagefactory.plan STACK --format json` with
+directory and runs that tree's own `python -m offline.plan STACK --format json` with
 this interpreter, so each side is planned by its own code. No credentials, no Pulumi CLI.
 
 A change is DANGEROUS when `pulumi up` would replace something published: a gallery
@@ -295,7 +295,7 @@ def plan_tree(tree: Path, stack: str) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     done = subprocess.run(
-        [sys.executable, "-m", "imagefactory.plan", stack, "--format", "json"],
+        [sys.executable, "-m", "offline.plan", stack, "--format", "json"],
         cwd=tree,
         env=env,
         capture_output=True,
@@ -342,7 +342,7 @@ def diff_revisions(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m imagefactory.plan diff",
+        prog="python -m offline.plan diff",
         description="Compare the offline plans of two git revisions, image by image.",
     )
     parser.add_argument("base", help="base revision (e.g. origin/main)")
