@@ -21,9 +21,10 @@ from components.gallery import Gallery
 from components.groups import ResourceGroups
 from components.image_version import ImageVersion
 from components.network import build_network, consumer_network
-from imagefactory import contract, naming, stackconfig
+from imagefactory import contract, naming, pulumi_engine, stackconfig
 from imagefactory.settings import LATEST, ScaleSet
 
+pulumi_engine.require_engine()
 pulumi.runtime.register_stack_transformation(drop_api_version_aliases)
 settings = stackconfig.settings()
 stack = pulumi.get_stack()
@@ -33,6 +34,7 @@ tags = naming.tags(settings.tags, stack=stack)
 builds_active = any(v.builder == "active" for i in settings.images for v in i.versions)
 subscription_id = authorization.get_client_config_output().subscription_id
 
+protection = protection_options(settings.protection)
 groups = ResourceGroups(
     "groups",
     names=names,
@@ -41,6 +43,7 @@ groups = ResourceGroups(
     with_build=builds_active,
     tags=tags,
     build_tags=naming.tags(settings.tags, stack=stack, temporary=True),
+    images_protection=protection,
 )
 images_group = groups.images.name
 
@@ -67,7 +70,6 @@ if groups.build is not None:
         subscription_id,
     )
 
-protection = protection_options(settings.protection)
 gallery = Gallery(
     "gallery",
     gallery_name=settings.gallery.name,
@@ -164,18 +166,25 @@ for consumer in settings.consumers():
     chosen = image.find(consumer.version)
     assert chosen is not None  # settings refuse consumers of unknown versions
     version = published[(image.name, chosen.version)]
-    choice = ImageChoice(
-        image=image,
-        # "latest" is the definition's id: new VMs take the newest version not excluded
-        # from latest, so they must wait for that version to exist.
-        image_id=(
-            gallery.definitions[image.name].id if consumer.version == LATEST else version.version.id
-        ),
-        version_label=(
-            f"latest ({chosen.version})" if consumer.version == LATEST else chosen.version
-        ),
-        waits_for=version.version,
-    )
+    follows = consumer.version == LATEST
+    if follows and isinstance(consumer, ScaleSet):
+        # The definition's id: new versions reach the instances by automatic OS upgrade.
+        choice = ImageChoice(
+            image=image,
+            image_id=gallery.definitions[image.name].id,
+            version_label=LATEST,
+            waits_for=version.version,
+            follows_latest=True,
+        )
+    else:
+        # A VM takes the version it is created from: following latest means rebuilding it
+        # from the newest version's own id whenever latest moves.
+        choice = ImageChoice(
+            image=image,
+            image_id=version.version.id,
+            version_label=f"latest ({chosen.version})" if follows else chosen.version,
+            waits_for=version.version,
+        )
     where = ConsumerPlacement(
         names=names,
         admin_username=settings.builder.admin_username,

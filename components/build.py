@@ -13,13 +13,18 @@ from components.builder import BuilderArgs, BuilderVm
 from components.generalization import Generalization
 from components.managed_image import ManagedImage
 from components.provisioning import Provisioning
-from imagefactory import scripts
+from imagefactory import naming, scripts
 from imagefactory.naming import Names
 from imagefactory.settings import Image, Settings, Version
 
 
 def fingerprint(image: Image, settings: Settings, steps: list[scripts.Step]) -> str:
-    """A digest of everything that shapes what the builder bakes into the image."""
+    """A digest of everything that shapes what the builder bakes into the image and how its
+    steps run: 16 hex characters, the builder VM's replacement trigger.
+
+    The Run Command timeout is in it because a Run Command can never be updated once its VM
+    is generalized: a new limit reaches a build only through a new builder.
+    """
     builder = settings.builder_for(image)
     shape = {
         "os": image.os,
@@ -27,6 +32,7 @@ def fingerprint(image: Image, settings: Settings, steps: list[scripts.Step]) -> 
         "base": image.base.urn(),
         "builder": builder.model_dump(),
         "steps": [hashlib.sha256(s.source.encode()).hexdigest() for s in steps],
+        "runCommandTimeoutMinutes": settings.builder.run_command_timeout_minutes,
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -101,6 +107,10 @@ class ImageBuild(pulumi.ComponentResource):
         )
         vm = self.builder.vm
         timeout = settings.builder.run_command_timeout_minutes * 60
+        # Run Commands carry only the program's own tags, which never change for a given
+        # build: a stack-wide tag edit must not become an extension update on a VM that
+        # is deallocated and generalized.
+        step_tags = naming.own_tags(tags)
         provisioning = Provisioning(
             f"{name}-provision",
             steps=steps[:-1],
@@ -108,7 +118,7 @@ class ImageBuild(pulumi.ComponentResource):
             resource_group_name=placement.build_group,
             location=placement.location,
             timeout_seconds=timeout,
-            tags=tags,
+            tags=step_tags,
             opts=child,
         )
         capture = settings.capture
@@ -130,7 +140,7 @@ class ImageBuild(pulumi.ComponentResource):
             resource_group_name=placement.build_group,
             location=placement.location,
             timeout_seconds=timeout,
-            tags=tags,
+            tags=step_tags,
             opts=child,
         )
         self.managed_image = None

@@ -9,6 +9,7 @@ import pulumi
 from pulumi_azure_native import compute, network
 
 from components.credentials import os_profile_parts, trusted_launch_profile
+from components.options import KEPT_FROM_CREATION
 from imagefactory.settings import BaseImage, Builder, Generation, OsType
 
 
@@ -42,8 +43,10 @@ class BuilderVm(pulumi.ComponentResource):
         self, name: str, args: BuilderArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("imagefactory:build:BuilderVm", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        tags = {**args.tags, "imagefactory-build": args.fingerprint}
+        # Tags are taken once, at creation: a stack-wide tag edit must never reach a
+        # builder that may already be generalized.
+        child = pulumi.ResourceOptions(parent=self, ignore_changes=KEPT_FROM_CREATION)
+        tags = dict(args.tags)
 
         public_ip = None
         if args.public_ip:
@@ -134,6 +137,7 @@ class BuilderVm(pulumi.ComponentResource):
                 # one must go first.
                 replacement_trigger=args.fingerprint,
                 delete_before_replace=True,
+                ignore_changes=KEPT_FROM_CREATION,
             ),
         )
         self.register_outputs({"vmId": self.vm.vm_id, "id": self.vm.id})

@@ -16,14 +16,22 @@ from imagefactory.settings import Image, ScaleSet, VmGroup
 
 @dataclass(frozen=True)
 class ImageChoice:
-    """The image a consumer runs: a pinned version's id, or the definition's id for latest."""
+    """The image a consumer runs.
+
+    A pinned consumer, and a VM group that follows latest, get the version's own id: a VM
+    group is rebuilt when latest moves, since Azure resolves `latest` only when a VM is
+    created. A scale set that follows latest gets the definition's id and automatic OS
+    image upgrades, so Azure itself rolls its instances to each new version.
+    """
 
     image: Image
     image_id: pulumi.Input[str]
     version_label: str
-    """'1.2.0', or 'latest (1.2.0)' when following the definition."""
+    """What the consumer's tag says it runs: '1.2.0', 'latest (1.2.0)', or 'latest'."""
     waits_for: pulumi.Resource
     """The version that must exist first; for latest the newest one."""
+    follows_latest: bool = False
+    """The scale set tracks the definition's latest version by automatic OS upgrade."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,20 @@ class ScaleSetConsumer(pulumi.ComponentResource):
             orchestration_mode="Uniform",
             overprovision=False,
             upgrade_policy=compute.UpgradePolicyArgs(
-                mode=compute.UpgradeMode(spec.upgrade_policy), rolling_upgrade_policy=rolling
+                mode=compute.UpgradeMode(spec.upgrade_policy),
+                rolling_upgrade_policy=rolling,
+                # Azure resolves "latest" only when an instance is created; automatic OS
+                # image upgrades roll the instances to each new gallery version, in batches
+                # and checked by the health extension ("Automatic OS image upgrades",
+                # learn.microsoft.com/azure/virtual-machine-scale-sets/
+                # virtual-machine-scale-sets-automatic-upgrade).
+                automatic_os_upgrade_policy=(
+                    compute.AutomaticOSUpgradePolicyArgs(
+                        enable_automatic_os_upgrade=True, disable_automatic_rollback=False
+                    )
+                    if choice.follows_latest
+                    else None
+                ),
             ),
             virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
                 os_profile=compute.VirtualMachineScaleSetOSProfileArgs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import pulumi
@@ -9,6 +10,16 @@ from pulumi_azure_native import authorization, compute
 
 from imagefactory import naming
 from imagefactory.settings import Image, Sharing
+
+
+def _gallery_key(subscription_id: str, resource_group: str, gallery_name: str) -> str:
+    """The gallery's ARM id in lower case (ARM ids compare case-insensitively)."""
+    path = f"Microsoft.Compute/galleries/{gallery_name}"
+    return naming.arm_id(subscription_id, resource_group, path).lower()
+
+
+def _reader_assignment_name(gallery_key: str, *, principal_id: str) -> str:
+    return naming.role_assignment_name(gallery_key, principal_id, naming.READER_ROLE_ID)
 
 
 class Gallery(pulumi.ComponentResource):
@@ -76,12 +87,17 @@ class Gallery(pulumi.ComponentResource):
                 tags={**tags, "imagefactory-image": image.name},
                 opts=kept,
             )
-        scope_key = f"{naming.short_hash(gallery_name)}"
+        # Role assignment names are GUIDs unique in the whole tenant: derive them from the
+        # gallery's ARM id (subscription, group, name), so two stacks with the same gallery
+        # name in other groups or subscriptions never collide (RoleAssignmentExists).
+        scope = pulumi.Output.all(subscription_id, resource_group_name).apply(
+            lambda parts: _gallery_key(str(parts[0]), str(parts[1]), gallery_name)
+        )
         self.shares = [
             authorization.RoleAssignment(
                 f"{name}-reader-{share.principal_id[:8]}",
-                role_assignment_name=naming.role_assignment_name(
-                    scope_key, share.principal_id, naming.READER_ROLE_ID
+                role_assignment_name=scope.apply(
+                    functools.partial(_reader_assignment_name, principal_id=share.principal_id)
                 ),
                 scope=self.gallery.id,
                 principal_id=share.principal_id,
@@ -95,7 +111,9 @@ class Gallery(pulumi.ComponentResource):
                     naming.READER_ROLE_ID,
                 ),
                 description=share.description,
-                opts=pulumi.ResourceOptions(parent=self),
+                # Azure keeps one assignment per principal, role and scope: a replacement
+                # must delete the old one before it creates the new (RoleAssignmentExists).
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
             )
             for share in sharing
         ]

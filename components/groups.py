@@ -27,16 +27,19 @@ class ResourceGroups(pulumi.ComponentResource):
         with_build: bool,
         tags: Mapping[str, str],
         build_tags: Mapping[str, str],
+        images_protection: pulumi.ResourceOptions | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("imagefactory:core:ResourceGroups", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # Deleting a resource group deletes everything in it, whatever Pulumi retains or
+        # protects inside: the group that holds the gallery takes the gallery's protection.
         self.images = resources.ResourceGroup(
             f"{name}-images",
             resource_group_name=names.images_group,
             location=location,
             tags=dict(tags),
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, images_protection),
         )
         # The build group exists only while some version still has an active builder.
         self.build = (

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import pulumi
 from pulumi_azure_native import compute
 
+from components.options import KEPT_FROM_CREATION
 from imagefactory.settings import Generation
 
 
@@ -45,6 +46,7 @@ class ManagedImage(pulumi.ComponentResource):
                 # A rebuilt builder has the same ARM id: capture it again.
                 replace_with=[vm],
                 delete_before_replace=True,
+                ignore_changes=KEPT_FROM_CREATION,
             ),
         )
         self.register_outputs({"id": self.image.id})

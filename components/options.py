@@ -42,6 +42,15 @@ def drop_api_version_aliases(
     return pulumi.ResourceTransformationResult(args.props, opts)
 
 
+# Inputs that builder-side resources (builder VM, NIC, public IP, managed image) take when
+# they are created and never update. After capture the VM is deallocated and generalized:
+# Azure refuses every update of it (OperationNotAllowedOnGeneralizedVM, "Create a managed
+# image of a generalized VM", learn.microsoft.com/azure/virtual-machines/capture-image-resource)
+# and of its extensions while it is not running. What shapes the image is in the builder's
+# fingerprint (its replacement trigger) instead, so a change that matters rebuilds it.
+KEPT_FROM_CREATION = ["tags"]
+
+
 def protection_options(protection: Protection) -> pulumi.ResourceOptions:
     """Options that keep published assets (gallery, definitions, versions) from deletion.
 

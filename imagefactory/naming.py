@@ -201,3 +201,9 @@ def tags(
     if temporary:
         out["imagefactory-lifecycle"] = "temporary"
     return out
+
+
+def own_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """Only the tags this program sets itself (`managed-by`, `imagefactory-*`), none of the
+    stack's `tags` config: for resources whose tags must never change after creation."""
+    return {k: v for k, v in tags.items() if k == "managed-by" or k.startswith("imagefactory-")}

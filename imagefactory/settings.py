@@ -662,6 +662,21 @@ def _consumer_rules(
             f"{version.version} (replicated to: {targets}); add the region to that "
             "version's regions or deploy the consumer where the version is"
         ]
+    if (
+        isinstance(consumer, ScaleSet)
+        and consumer.version == LATEST
+        and consumer.upgrade_policy == "Manual"
+    ):
+        # Azure resolves "latest" when an instance is created; a scale set follows new
+        # versions through automatic OS image upgrades, which roll instances in batches.
+        # With a Manual policy the instances would keep the version they were created
+        # with while the config says "latest".
+        return [
+            f"{_key((*at, 'upgradePolicy'))}: 'Manual' cannot follow 'latest': instances "
+            f"would keep the version they were created from; use 'Rolling' or 'Automatic' "
+            f"(automatic OS image upgrades move them to each new version), or pin "
+            f"{consumer.name!r} to a version"
+        ]
     if kind == "scaleSets" and image.os == "windows" and len(consumer.name) > 15:
         return [
             f"{_key((*at, 'name'))}: {consumer.name!r} is longer than 15 characters, the "

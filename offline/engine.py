@@ -14,7 +14,7 @@ import gc
 import json
 import runpy
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,10 +192,21 @@ def _arm_id(token: str, name: str, path: str, inputs: Mapping[str, Any]) -> str:
 class RecordingMonitor(mocks.MockMonitor):
     """MockMonitor that also keeps each registration's options and the stack's outputs."""
 
-    def __init__(self, the_mocks: pulumi.runtime.Mocks) -> None:
+    def __init__(
+        self, the_mocks: pulumi.runtime.Mocks, *, without_features: Iterable[int] = ()
+    ) -> None:
         super().__init__(the_mocks)
         self.registered: list[Registered] = []
         self.stack_outputs: dict[str, Any] = {}
+        self.without_features = frozenset(without_features)
+        """Engine features to withhold, to play an older Pulumi CLI."""
+
+    def GetDeploymentInfo(self, request: Any) -> Any:
+        info = super().GetDeploymentInfo(request)
+        if not self.without_features:
+            return info
+        kept = [f for f in info.supportedFeatures if f not in self.without_features]
+        return type(info)(supportedFeatures=kept)
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -249,27 +260,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def project_name() -> str:
-    return str(yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())["name"])
+def project_name(project_dir: Path = PROJECT_DIR) -> str:
+    return str(yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"])
 
 
-def stack_config(stack: str) -> dict[str, Any]:
+def stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """The stack file's config with the project's declared defaults under it."""
-    project = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())
+    project = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
     name = project["name"]
     merged: dict[str, Any] = {}
     for key, decl in (project.get("config") or {}).items():
         if isinstance(decl, dict) and "default" in decl:
             merged[key if ":" in key else f"{name}:{key}"] = decl["default"]
-    path = PROJECT_DIR / f"Pulumi.{stack}.yaml"
+    path = project_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"no stack file {path.name}; known stacks: {', '.join(stacks())}")
+        known = ", ".join(stacks(project_dir))
+        raise FileNotFoundError(f"no stack file {path.name}; known stacks: {known}")
     merged.update((yaml.safe_load(path.read_text()) or {}).get("config") or {})
     return merged
 
 
-def stacks() -> list[str]:
-    return sorted(p.name.split(".")[1] for p in PROJECT_DIR.glob("Pulumi.*.yaml"))
+def stacks(project_dir: Path = PROJECT_DIR) -> list[str]:
+    return sorted(p.name.split(".")[1] for p in project_dir.glob("Pulumi.*.yaml"))
 
 
 def wire(value: Any) -> str:
@@ -287,16 +299,19 @@ def run(
     *,
     preview: bool = False,
     monitor: RecordingMonitor | None = None,
+    project_dir: Path = PROJECT_DIR,
 ) -> Run:
     """Run `__main__.py` with the stack's config (or `config`, full keys) under mocks.
 
-    Raises pulumi.RunError when the program refuses the config; a `monitor` passed in
-    still holds whatever was registered before that.
+    `project_dir` is the project to run (default: this checkout); its modules must be the
+    ones importable as `imagefactory` and `components`. Raises pulumi.RunError when the
+    program refuses the config; a `monitor` passed in still holds whatever was registered
+    before that.
     """
-    values = stack_config(stack) if config is None else dict(config)
+    values = stack_config(stack, project_dir) if config is None else dict(config)
     return run_program(
-        PROJECT_DIR / "__main__.py",
-        project=project_name(),
+        project_dir / "__main__.py",
+        project=project_name(project_dir),
         stack=stack,
         config=values,
         preview=preview,

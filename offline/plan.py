@@ -45,14 +45,19 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
     by_urn = {r.urn: r for r in run.resources}
     versions = run.of_type(VERSION_T)
     consumers: dict[str, list[dict[str, Any]]] = {v.urn: [] for v in versions}
+    numbers = {v.urn: str(v.inputs["galleryImageVersionName"]) for v in versions}
     for res in run.resources:
+        auto_upgrade = False
         if res.type == SCALE_SET_T:
             kind, capacity = "scaleSet", (res.inputs.get("sku") or {}).get("capacity")
+            policy = (res.inputs.get("upgradePolicy") or {}).get("automaticOSUpgradePolicy")
+            auto_upgrade = bool((policy or {}).get("enableAutomaticOSUpgrade"))
         elif res.type == VM_T and _tag(res, "imagefactory-lifecycle") != "temporary":
             kind, capacity = "vm", 1
         else:
             continue
-        for dep in res.dependencies:
+        label = str(_tag(res, "imagefactory-version"))
+        for dep in sorted(res.dependencies):
             if dep in consumers:
                 consumers[dep].append(
                     {
@@ -60,10 +65,12 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
                         "name": res.inputs.get("vmScaleSetName") or res.inputs.get("vmName"),
                         "region": res.inputs.get("location"),
                         "capacity": int(capacity) if capacity is not None else None,
-                        "image": _tag(res, "imagefactory-version"),
-                        "follows": "latest"
-                        if str(_tag(res, "imagefactory-version")).startswith("latest")
-                        else "pinned",
+                        # A scale set on latest says "latest"; the version it moves to
+                        # is the newest one, which it waits for.
+                        "image": f"latest ({numbers[dep]})" if label == "latest" else label,
+                        "follows": "latest" if label.startswith("latest") else "pinned",
+                        "upgrade": (res.inputs.get("upgradePolicy") or {}).get("mode"),
+                        "automaticOsUpgrade": auto_upgrade,
                     }
                 )
 

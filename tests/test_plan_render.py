@@ -68,7 +68,7 @@ def test_bad_config_exits_1_with_the_problems(
 ) -> None:
     config = engine.stack_config("dev")
     config["imagefactory:location"] = "mars"
-    monkeypatch.setattr(engine, "stack_config", lambda stack: config)
+    monkeypatch.setattr(engine, "stack_config", lambda stack, project_dir=None: config)
     assert plan.main(["dev", "--compare", "none"]) == 1
     assert capsys.readouterr().err == (
         "stack dev: 1 problem in stack config:\n"

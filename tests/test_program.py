@@ -541,7 +541,14 @@ def test_a_windows_scale_set_gets_the_windows_health_extension_and_a_short_prefi
 
 def test_automatic_upgrades_have_no_rolling_policy(dev: Run) -> None:
     (vmss,) = dev.of_type(SCALE_SET)
-    assert vmss.inputs["upgradePolicy"] == {"mode": "Automatic"}
+    # web-dev follows latest: automatic OS image upgrades move it to each new version.
+    assert vmss.inputs["upgradePolicy"] == {
+        "mode": "Automatic",
+        "automaticOSUpgradePolicy": {
+            "enableAutomaticOSUpgrade": True,
+            "disableAutomaticRollback": False,
+        },
+    }
 
 
 def test_consumers_of_a_confidential_vm_definition_are_not_trusted_launch() -> None:

@@ -1,0 +1,440 @@
+"""Azure's refusal rules, applied to the engine's resource-level actions.
+
+`check(diff)` reads a `changes.Diff` (before = the deployed state, after = the program)
+and returns findings of two levels:
+
+- REFUSED: Azure rejects the call for the state the resource is in, so `pulumi up` would
+  fail part-way. Each rule names the state it applies in, Azure's error, the page or issue
+  it comes from, and what to do instead.
+- DANGEROUS: Azure would do it, and a published image goes with it (a gallery,
+  definition or version replaced or deleted, or the resource group that holds them).
+
+The state of a resource is read from the base revision's own graph, as `pulumi up` left
+it: a builder VM with a capture command is deallocated and generalized; a version whose
+source (managed image or builder VM) the base no longer registers has lost its source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from offline import changes
+from offline.changes import CREATE, DELETE, REPLACE, UPDATE, Action, Diff
+from offline.engine import Registered
+
+REFUSED = "REFUSED"
+DANGEROUS = "DANGEROUS"
+
+VM_T = "azure-native:compute:VirtualMachine"
+RUN_COMMAND_T = "azure-native:compute:VirtualMachineRunCommandByVirtualMachine"
+COMMAND_T = "command:local:Command"
+IMAGE_T = "azure-native:compute:Image"
+GALLERY_T = "azure-native:compute:Gallery"
+DEFINITION_T = "azure-native:compute:GalleryImage"
+VERSION_T = "azure-native:compute:GalleryImageVersion"
+ROLE_T = "azure-native:authorization:RoleAssignment"
+SUBNET_T = "azure-native:network:Subnet"
+NIC_T = "azure-native:network:NetworkInterface"
+GROUP_T = "azure-native:resources:ResourceGroup"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One documented refusal: where it applies, what Azure answers, and the way around."""
+
+    id: str
+    resource: str
+    """The resource type it applies to (a short name)."""
+    state: str
+    """The state of the resource in which Azure refuses."""
+    azure: str
+    """Azure's error code or words."""
+    source: str
+    """The documentation page or public issue the rule comes from."""
+    instead: str
+    """What to do instead."""
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "generalized-vm-update",
+        "VirtualMachine",
+        "generalized (after capture)",
+        "OperationNotAllowedOnGeneralizedVM",
+        "https://learn.microsoft.com/azure/virtual-machines/capture-image-resource",
+        "a builder keeps what it was created with; change what its fingerprint covers "
+        "to rebuild it, or publish a new version",
+    ),
+    Rule(
+        "extension-on-stopped-vm",
+        "VirtualMachineRunCommand",
+        "its VM deallocated and generalized",
+        "OperationNotAllowed: extensions cannot be changed while the VM is not running",
+        "https://learn.microsoft.com/azure/virtual-machines/run-command-managed",
+        "run commands go with their builder; rebuild the builder (a new fingerprint) "
+        "or publish a new version",
+    ),
+    Rule(
+        "version-region-added-without-source",
+        "GalleryImageVersion",
+        "its source (managed image or builder VM) retired",
+        "replication to a new region reads the version's source, which no longer exists",
+        "https://learn.microsoft.com/azure/virtual-machines/update-image-resources; "
+        "https://github.com/MicrosoftDocs/azure-docs/issues/28793",
+        "publish the region with a new version (python -m offline.bump), or keep the "
+        "builder active (builder: active) while regions may still be added",
+    ),
+    Rule(
+        "version-region-removed-without-safety",
+        "GalleryImageVersion",
+        "safetyProfile.allowDeletionOfReplicatedLocations false in Azure",
+        "removing a replicated region is not allowed by the version's safety profile",
+        "https://learn.microsoft.com/rest/api/compute/gallery-image-versions/create-or-update"
+        " (GalleryImageVersionSafetyProfile.allowDeletionOfReplicatedLocations)",
+        "set allowDeletionOfReplicatedLocations: true on the version and run pulumi up, "
+        "then remove the region in the next change",
+    ),
+    Rule(
+        "version-storage-type",
+        "GalleryImageVersion",
+        "published",
+        "PropertyChangeNotAllowed: a target region's storageAccountType cannot change",
+        "https://learn.microsoft.com/azure/virtual-machines/update-image-resources",
+        "publish a new version with the new storage type",
+    ),
+    Rule(
+        "version-replication-mode",
+        "GalleryImageVersion",
+        "published",
+        "PropertyChangeNotAllowed: replicationMode cannot change",
+        "https://learn.microsoft.com/rest/api/compute/gallery-image-versions/create-or-update"
+        " (GalleryImageVersionPublishingProfile.replicationMode)",
+        "publish a new version with the new replication mode",
+    ),
+    Rule(
+        "version-source",
+        "GalleryImageVersion",
+        "published",
+        "PropertyChangeNotAllowed: storageProfile.source cannot change",
+        "https://learn.microsoft.com/azure/virtual-machines/update-image-resources",
+        "publish a new version from the new source",
+    ),
+    Rule(
+        "definition-immutable",
+        "GalleryImage",
+        "created",
+        "PropertyChangeNotAllowed: identifier, osType, osState, hyperVGeneration, "
+        "architecture and features are fixed at creation",
+        "https://learn.microsoft.com/azure/virtual-machines/update-image-resources",
+        "create a new image definition (another image name) and publish there",
+    ),
+    Rule(
+        "managed-image-immutable",
+        "Image",
+        "created",
+        "PropertyChangeNotAllowed: a managed image cannot change its source or generation",
+        "https://learn.microsoft.com/rest/api/compute/images/update",
+        "capture a new managed image from a new builder",
+    ),
+    Rule(
+        "vm-image-reference",
+        "VirtualMachine",
+        "created",
+        "PropertyChangeNotAllowed: a VM's imageReference cannot change in place",
+        "https://learn.microsoft.com/azure/virtual-machines/linux/cli-ps-findimage",
+        "recreate the VM (replace_on_changes on storageProfile.imageReference)",
+    ),
+    Rule(
+        "role-assignment-exists",
+        "RoleAssignment",
+        "an assignment of the same principal, role and scope exists",
+        "RoleAssignmentExists",
+        "https://learn.microsoft.com/azure/role-based-access-control/troubleshooting",
+        "delete the old assignment before creating the new one (delete_before_replace)",
+    ),
+    Rule(
+        "subnet-in-use",
+        "Subnet",
+        "network interfaces attached",
+        "InUseSubnetCannotBeUpdated: the address range of a subnet in use cannot change",
+        "https://learn.microsoft.com/azure/virtual-network/virtual-network-manage-subnet",
+        "retire the builders (or move the consumers) first, or add a new subnet",
+    ),
+)
+_RULE = {r.id: r for r in RULES}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One refused or dangerous change of one resource."""
+
+    level: str
+    resource: str
+    change: str
+    rule: str = ""
+    """The id of the rule in RULES (REFUSED), empty for DANGEROUS."""
+    note: str = ""
+
+    def line(self) -> str:
+        if self.level == REFUSED:
+            rule = _RULE[self.rule]
+            return (
+                f"REFUSED: {self.resource}: {self.change} while {rule.state}: Azure answers "
+                f"{rule.azure} ({rule.source}); instead: {rule.instead}"
+            )
+        return f"DANGEROUS: {self.resource}: {self.change}" + (
+            f"; {self.note}" if self.note else ""
+        )
+
+
+# --- the state the base revision left ------------------------------------------------
+
+
+def generalized_vms(before: dict[str, Registered]) -> set[str]:
+    """Builder VMs the base revision captured: their capture command goes with them."""
+    return {
+        r.deleted_with
+        for r in before.values()
+        if r.type == COMMAND_T and r.deleted_with in before and before[r.deleted_with].type == VM_T
+    }
+
+
+def _source(res: Registered) -> str:
+    src = ((res.inputs.get("storageProfile") or {}).get("source")) or {}
+    return str(src.get("id") or src.get("virtualMachineId") or "")
+
+
+def _exists(arm_id: str, side: dict[str, Registered]) -> bool:
+    wanted = arm_id.lower()
+    return any(r.id.lower() == wanted for r in side.values() if r.id)
+
+
+def _regions(res: Registered) -> dict[str, dict[str, Any]]:
+    profile = res.inputs.get("publishingProfile") or {}
+    return {t["name"]: t for t in profile.get("targetRegions") or []}
+
+
+def _touches(action: Action, path: str) -> bool:
+    return any(p == path or p.startswith(path + ".") for p in action.paths)
+
+
+# --- checks ---------------------------------------------------------------------------
+
+Check = Callable[[Diff], Iterator[Finding]]
+
+
+def _builders(d: Diff) -> Iterator[Finding]:
+    generalized = generalized_vms(d.before)
+    staying = {
+        urn for urn in generalized if (a := d.of(urn)) is not None and a.op not in (REPLACE, DELETE)
+    }
+    for action in d.actions:
+        if action.urn in staying and action.op == UPDATE:
+            yield Finding(
+                REFUSED,
+                action.name,
+                f"update of {', '.join(action.paths)}",
+                "generalized-vm-update",
+            )
+        if action.type != RUN_COMMAND_T or action.op not in (CREATE, UPDATE, REPLACE, DELETE):
+            continue
+        res = d.after.get(action.urn) or d.before[action.urn]
+        if res.deleted_with in staying:
+            what = {CREATE: "create", UPDATE: "update", REPLACE: "replace", DELETE: "delete"}
+            change = what[action.op] + (f" of {', '.join(action.paths)}" if action.paths else "")
+            yield Finding(REFUSED, action.name, change, "extension-on-stopped-vm")
+
+
+def _versions(d: Diff) -> Iterator[Finding]:
+    for action in d.actions:
+        if action.type != VERSION_T or action.op != UPDATE:
+            continue
+        old, new = d.before[action.urn], d.after[action.urn]
+        before, after = _regions(old), _regions(new)
+        added = sorted(after.keys() - before.keys())
+        removed = sorted(before.keys() - after.keys())
+        source = _source(old)
+        if added and not (_exists(source, d.before) or _exists(source, d.after)):
+            yield Finding(
+                REFUSED,
+                action.name,
+                f"region {', '.join(added)} added",
+                "version-region-added-without-source",
+            )
+        safety = (old.inputs.get("safetyProfile") or {}).get("allowDeletionOfReplicatedLocations")
+        if removed and safety is not True:
+            yield Finding(
+                REFUSED,
+                action.name,
+                f"region {', '.join(removed)} removed",
+                "version-region-removed-without-safety",
+            )
+        for region in sorted(before.keys() & after.keys()):
+            a, b = before[region].get("storageAccountType"), after[region].get("storageAccountType")
+            if a != b:
+                yield Finding(
+                    REFUSED,
+                    action.name,
+                    f"{region} storage {a} -> {b}",
+                    "version-storage-type",
+                )
+        if _touches(action, "publishingProfile.replicationMode"):
+            mode = lambda r: (r.inputs.get("publishingProfile") or {}).get("replicationMode")  # noqa: E731
+            yield Finding(
+                REFUSED,
+                action.name,
+                f"replicationMode {mode(old)} -> {mode(new)}",
+                "version-replication-mode",
+            )
+        if _touches(action, "storageProfile"):
+            yield Finding(REFUSED, action.name, "source changed", "version-source")
+
+
+_DEFINITION_FIXED = (
+    "identifier",
+    "osType",
+    "osState",
+    "hyperVGeneration",
+    "architecture",
+    "features",
+)
+
+
+def _immutables(d: Diff) -> Iterator[Finding]:
+    for action in d.actions:
+        if action.op != UPDATE:
+            continue
+        if action.type == DEFINITION_T:
+            fixed = sorted({p.split(".")[0] for p in action.paths} & set(_DEFINITION_FIXED))
+            if fixed:
+                yield Finding(
+                    REFUSED, action.name, f"update of {', '.join(fixed)}", "definition-immutable"
+                )
+        elif action.type == IMAGE_T:
+            fixed = sorted({p.split(".")[0] for p in action.paths} - {"tags"})
+            if fixed:
+                yield Finding(
+                    REFUSED, action.name, f"update of {', '.join(fixed)}", "managed-image-immutable"
+                )
+        elif action.type == VM_T and _touches(action, "storageProfile.imageReference"):
+            yield Finding(
+                REFUSED,
+                action.name,
+                "update of storageProfile.imageReference",
+                "vm-image-reference",
+            )
+
+
+def _assignment_key(res: Registered) -> tuple[str, str, str]:
+    i = res.inputs
+    return (
+        str(i.get("principalId", "")).lower(),
+        str(i.get("roleDefinitionId", "")).lower(),
+        str(i.get("scope", "")).lower(),
+    )
+
+
+def _role_assignments(d: Diff) -> Iterator[Finding]:
+    kept_until_end = {
+        _assignment_key(d.before[a.urn])
+        for a in d.actions
+        if a.type == ROLE_T and a.urn in d.before and a.op in (DELETE, changes.SAME, UPDATE)
+    }
+    for action in d.actions:
+        if action.type != ROLE_T:
+            continue
+        if action.op == REPLACE and not action.delete_before_replace:
+            yield Finding(
+                REFUSED,
+                action.name,
+                "replaced, the new one created before the old is deleted",
+                "role-assignment-exists",
+            )
+        elif action.op == CREATE and _assignment_key(d.after[action.urn]) in kept_until_end:
+            yield Finding(
+                REFUSED,
+                action.name,
+                "created while the same assignment under another name still exists",
+                "role-assignment-exists",
+            )
+
+
+def _subnets(d: Diff) -> Iterator[Finding]:
+    for action in d.actions:
+        if action.type != SUBNET_T or action.op not in (UPDATE, REPLACE):
+            continue
+        if not _touches(action, "addressPrefix"):
+            continue
+        subnet_id = d.before[action.urn].id.lower()
+        attached = sorted(
+            r.name
+            for r in d.before.values()
+            if r.type == NIC_T
+            and any(
+                str((c.get("subnet") or {}).get("id", "")).lower() == subnet_id
+                for c in r.inputs.get("ipConfigurations") or []
+            )
+            and (a := d.of(r.urn)) is not None
+            and a.op not in (DELETE, REPLACE)
+        )
+        if attached:
+            yield Finding(
+                REFUSED,
+                action.name,
+                f"addressPrefix changed with {', '.join(attached)} attached",
+                "subnet-in-use",
+            )
+
+
+_PUBLISHED = {GALLERY_T: "gallery", DEFINITION_T: "image definition", VERSION_T: "image version"}
+
+
+def _published(d: Diff) -> Iterator[Finding]:
+    for action in d.actions:
+        kind = _PUBLISHED.get(action.type)
+        if kind is None or action.op not in (REPLACE, DELETE):
+            continue
+        verb = "replaced" if action.op == REPLACE else "deleted"
+        why = f" ({'; '.join(action.reasons)})" if action.reasons else ""
+        note = (
+            "protected: pulumi up refuses and stops; publish a new version instead"
+            if action.protected
+            else "consumers of it lose their image; publish a new version instead"
+        )
+        yield Finding(DANGEROUS, action.name, f"published {kind} would be {verb}{why}", note=note)
+    for action in d.actions:
+        if action.type != GROUP_T or action.op not in (REPLACE, DELETE):
+            continue
+        group = str(d.before[action.urn].inputs.get("resourceGroupName", ""))
+        kept = sorted(
+            r.name
+            for r in d.before.values()
+            if str(r.inputs.get("resourceGroupName", "")) == group
+            and (r.retain_on_delete or r.protect)
+        )
+        if kept:
+            yield Finding(
+                DANGEROUS,
+                action.name,
+                f"resource group {group} would be deleted",
+                note=f"Azure deletes what it holds, including {', '.join(kept)}, which "
+                "Pulumi keeps (protect/retainOnDelete)",
+            )
+
+
+CHECKS: tuple[Check, ...] = (
+    _builders,
+    _versions,
+    _immutables,
+    _role_assignments,
+    _subnets,
+    _published,
+)
+
+
+def check(d: Diff) -> list[Finding]:
+    """Every finding, REFUSED first, each group in resource-name order."""
+    found = [f for c in CHECKS for f in c(d)]
+    return sorted(found, key=lambda f: (f.level != REFUSED, f.resource, f.change))
