@@ -8,8 +8,10 @@ It plays back a scenario: a JSON file (path in FAKE_AZ_SCENARIO) of the form
 Each invocation takes the next entry, checks that the az subcommand (the words
 before the first flag) equals its "expect", and replays its stdout, stderr and
 exit code. Every invocation is appended to FAKE_AZ_LOG as one shell-quoted line,
-so tests can assert the exact sequence of calls. A call beyond the scenario, or
-one for a different subcommand, exits 97 with a message saying what was expected.
+so tests can assert the exact sequence of calls, and the AZURE_CONFIG_DIR it ran
+with (empty when unset) to FAKE_AZ_CONFIG_LOG, so tests can see which az profile
+each call used. A call beyond the scenario, or one for a different subcommand,
+exits 97 with a message saying what was expected.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ def main(argv: list[str]) -> int:
 
     with log_path.open("a", encoding="utf-8") as log:
         log.write(shlex.join(["az", *argv]) + "\n")
+    with Path(os.environ["FAKE_AZ_CONFIG_LOG"]).open("a", encoding="utf-8") as config_log:
+        config_log.write(os.environ.get("AZURE_CONFIG_DIR", "") + "\n")
 
     calls = json.loads(scenario_path.read_text(encoding="utf-8"))["calls"]
     index = int(cursor_path.read_text()) if cursor_path.exists() else 0
