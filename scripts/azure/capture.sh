@@ -7,15 +7,39 @@
 #   capture.sh capture --resource-group RG --vm NAME [--subscription SUB]
 #   capture.sh delete  --resource-group RG --vm NAME [--subscription SUB]
 #
-# capture  waits (bounded) until the VM reports PowerState/stopped or
-#          PowerState/deallocated, then `az vm deallocate`, then `az vm generalize`.
-#          A VM that is already deallocated skips the deallocate; a VM that is
-#          already generalized is left alone. Re-running after a half-finished run
-#          therefore converges.
+# capture  gets a working az credential first (see "Azure login" below), then waits
+#          (bounded) until the VM reports PowerState/stopped or PowerState/deallocated,
+#          then `az vm deallocate`, then `az vm generalize`. A VM that is already
+#          deallocated skips the deallocate; a VM that is already generalized is left
+#          alone. Re-running after a half-finished run therefore converges.
 # delete   does nothing to the VM: Azure cannot un-generalize a VM, and the VM
 #          resource's own deletion removes it.
 #
-# Environment (capture only; each must be a positive integer):
+# Azure login (capture only). `pulumi up` runs capture after the builder has been
+# provisioned, often hours after the job logged in; by then a GitHub OIDC client
+# assertion (minutes) and the az access token (about an hour) have expired. So:
+#   oidc      request a fresh GitHub Actions OIDC token and `az login` with it as the
+#             app registration, into a private AZURE_CONFIG_DIR removed on exit (so
+#             parallel captures never rewrite each other's or the job's ~/.azure).
+#             A call that later fails with an expired credential (AADSTS700024,
+#             ExpiredAuthenticationToken, ...) logs in again once and is repeated.
+#   existing  use the current az login; check it with `az account get-access-token`
+#             and fail at once, saying what to do, when it does not work. An expired
+#             credential later is a permanent error.
+# --subscription pins every az call (`pulumi up` passes the provider's); without it
+# az uses its default subscription, which after an oidc login is the app's first.
+#
+# Environment (capture only):
+#   CAPTURE_LOGIN                 auto (default): oidc when GitHub OIDC is available,
+#                                 else existing; oidc: require it (exit 1 naming what
+#                                 is missing); existing: never use it
+#   ACTIONS_ID_TOKEN_REQUEST_URL, ACTIONS_ID_TOKEN_REQUEST_TOKEN
+#                                 set by GitHub Actions in jobs with
+#                                 `permissions: id-token: write`
+#   AZURE_CLIENT_ID, AZURE_TENANT_ID (else ARM_CLIENT_ID, ARM_TENANT_ID)
+#                                 the app registration whose federated credential
+#                                 trusts this repository's GitHub OIDC tokens
+#   Each of these must be a positive integer:
 #   CAPTURE_STOP_TIMEOUT_SECONDS  how long to wait for the guest to power off (1800)
 #   CAPTURE_POLL_SECONDS          interval between power-state reads (15)
 #   CAPTURE_MAX_TRIES             attempts per az call on transient errors (6)
@@ -24,21 +48,33 @@
 #
 # Exit codes:
 #   0  done (or nothing to do)
-#   1  az failed: a permanent error (not found, forbidden, not logged in, ...),
-#      an error not known to be transient, or transient errors past CAPTURE_MAX_TRIES
+#   1  az failed: a permanent error (not found, forbidden, ...), an error not known
+#      to be transient, or transient errors past CAPTURE_MAX_TRIES; or no usable
+#      login: the existing az login does not work, an expired credential cannot be
+#      renewed, CAPTURE_LOGIN=oidc without GitHub OIDC, or the OIDC login failed
 #   2  usage error: bad action, flag or environment variable
 #   3  the guest never powered off within CAPTURE_STOP_TIMEOUT_SECONDS
 set -euo pipefail
 
 readonly PROG="capture.sh"
 readonly BACKOFF_CAP_SECONDS=300
+# The audience Entra ID expects in a federated credential's token (public cloud).
+readonly OIDC_AUDIENCE="api://AzureADTokenExchange"
+readonly LOGIN_HINT="Run 'az login' before 'pulumi up'; in GitHub Actions, give the job 'permissions: id-token: write' and set AZURE_CLIENT_ID and AZURE_TENANT_ID, so that capture.sh logs in again with a fresh OIDC token when it runs."
 
 # ARM error codes and texts after which a retry can succeed. 409 covers both
 # `Conflict` and the compute RP's "another operation is in progress" refusals.
 readonly TRANSIENT_PATTERN='TooManyRequests|RequestsThrottled|throttl|\b429\b|Conflict|another operation|OperationPreempted|\b409\b|InternalServerError|InternalExecutionError|ServiceUnavailable|GatewayTimeout|BadGateway|RetryableError|Internal Server Error|Service Unavailable|Bad Gateway|Gateway Time-?out|\b50[0-9]\b|Connection aborted|Connection reset|timed out'
-# Errors no retry can fix; checked first so that, say, a 403 mentioning a
-# conflicting scope is never retried.
-readonly PERMANENT_PATTERN="ResourceNotFound|ResourceGroupNotFound|SubscriptionNotFound|NotFound|\\b404\\b|AuthorizationFailed|Forbidden|\\b403\\b|az login|AADSTS|InvalidAuthenticationToken|ExpiredAuthenticationToken|InvalidSubscriptionId"
+# The az credential ran out (or is gone): a fresh login fixes these, a retry does not.
+# AADSTS700024: the stored client assertion (a GitHub OIDC token) is past its validity;
+# AADSTS70043/700082/70008/50173: refresh token expired or revoked;
+# ExpiredAuthenticationToken: ARM got an expired access token; "az login": az's own
+# advice when it holds no usable credential. Checked before the permanent pattern,
+# which also matches every AADSTS code.
+readonly CREDENTIAL_PATTERN='AADSTS700024|AADSTS70043|AADSTS700082|AADSTS70008\b|AADSTS50173|ExpiredAuthenticationToken|token is expired|token has expired|not within its valid time range|az login'
+# Errors no retry can fix; checked before the transient pattern so that, say, a 403
+# mentioning a conflicting scope is never retried.
+readonly PERMANENT_PATTERN="ResourceNotFound|ResourceGroupNotFound|SubscriptionNotFound|NotFound|\\b404\\b|AuthorizationFailed|Forbidden|\\b403\\b|AADSTS|InvalidAuthenticationToken|InvalidSubscriptionId"
 
 log() { printf '%s: %s\n' "$PROG" "$*"; }
 fail() {
@@ -130,11 +166,13 @@ parse_args() {
   fi
 }
 
-# Prints "transient" or "permanent" for an az error text. Anything not known to
-# be transient is permanent: retrying an unknown failure only hides it.
+# Prints "credential", "permanent" or "transient" for an az error text. Anything not
+# known to be transient is permanent: retrying an unknown failure only hides it.
 classify_error() {
   local text=$1
-  if grep -qiE -- "$PERMANENT_PATTERN" <<<"$text"; then
+  if grep -qiE -- "$CREDENTIAL_PATTERN" <<<"$text"; then
+    echo credential
+  elif grep -qiE -- "$PERMANENT_PATTERN" <<<"$text"; then
     echo permanent
   elif grep -qiE -- "$TRANSIENT_PATTERN" <<<"$text"; then
     echo transient
@@ -154,36 +192,59 @@ first_line() {
   done <<<"$1"
 }
 
-# Runs `az "$@"` for this VM with retries on transient errors. On success the
-# command's stdout is in AZ_OUT; on a permanent error or when the tries run out
-# the script exits 1 with az's own error text.
+# Runs `az "$@"` once: stdout in AZ_OUT, stderr in AZ_ERR (never empty on failure),
+# exit status in AZ_RC and as the return value.
 AZ_OUT=""
-az_retry() {
-  local what=$1
-  shift
-  local -a cmd=("$@" --only-show-errors)
-  if [[ -n $SUBSCRIPTION ]]; then
-    cmd+=(--subscription "$SUBSCRIPTION")
-  fi
-
-  local attempt=1 delay=$BACKOFF_SECONDS rc err kind err_file
+AZ_ERR=""
+AZ_RC=0
+az_once() {
+  local err_file
   err_file=$(mktemp)
+  AZ_RC=0
+  AZ_OUT=$(az "$@" 2>"$err_file") || AZ_RC=$?
+  AZ_ERR=$(<"$err_file")
+  rm -f "$err_file"
+  if [[ $AZ_RC -ne 0 && -z $AZ_ERR ]]; then
+    AZ_ERR="az exited with status $AZ_RC and printed no error"
+  fi
+  return "$AZ_RC"
+}
+
+# Calls "$@" (one attempt that sets AZ_ERR on failure, like az_once) until it
+# succeeds, retrying transient errors with backoff. On an expired or missing
+# credential it logs in again once with a fresh GitHub OIDC token when MAY_RELOGIN is
+# 1 and the login mode is oidc. Every other failure exits 1 with az's own text.
+with_retries() {
+  local what=$1 may_relogin=$2
+  shift 2
+  local attempt=1 delay=$BACKOFF_SECONDS relogged=0 err
   while true; do
-    if AZ_OUT=$(az "${cmd[@]}" 2>"$err_file"); then
-      rm -f "$err_file"
+    if "$@"; then
       return 0
-    else
-      rc=$?
     fi
-    err=$(<"$err_file")
-    [[ -n $err ]] || err="az exited with status $rc and printed no error"
-    kind=$(classify_error "$err")
-    if [[ $kind == permanent ]]; then
-      rm -f "$err_file"
-      fail 1 "$what failed (permanent error, not retried):"$'\n'"$err"
-    fi
+    err=$AZ_ERR
+    case $(classify_error "$err") in
+      credential)
+        if [[ $LOGIN_MODE == existing ]]; then
+          fail 1 "$what failed: the Azure CLI login has expired or is missing. $LOGIN_HINT az said:"$'\n'"$err"
+        fi
+        if [[ $may_relogin -eq 1 && $relogged -eq 0 ]]; then
+          log "$what: the Azure CLI credential has expired or is missing; logging in again: $(first_line "$err")"
+          oidc_login
+          relogged=1
+          continue
+        fi
+        if [[ $relogged -eq 1 ]]; then
+          fail 1 "$what failed with an expired credential again right after a fresh GitHub OIDC login;" \
+            "check the runner's clock and the app registration's federated credential. az said:"$'\n'"$err"
+        fi
+        fail 1 "$what failed (permanent error, not retried):"$'\n'"$err"
+        ;;
+      permanent)
+        fail 1 "$what failed (permanent error, not retried):"$'\n'"$err"
+        ;;
+    esac
     if [[ $attempt -ge $MAX_TRIES ]]; then
-      rm -f "$err_file"
       fail 1 "$what failed after $attempt tries (CAPTURE_MAX_TRIES=$MAX_TRIES); last error:"$'\n'"$err"
     fi
     log "$what: transient error on try $attempt/$MAX_TRIES, retrying in ${delay}s: $(first_line "$err")"
@@ -194,6 +255,167 @@ az_retry() {
       delay=$BACKOFF_CAP_SECONDS
     fi
   done
+}
+
+# Runs `az "$@"` for this VM with retries (see with_retries). On success the
+# command's stdout is in AZ_OUT.
+az_retry() {
+  local what=$1
+  shift
+  local -a cmd=("$@" --only-show-errors)
+  if [[ -n $SUBSCRIPTION ]]; then
+    cmd+=(--subscription "$SUBSCRIPTION")
+  fi
+  with_retries "$what" 1 az_once "${cmd[@]}"
+}
+
+# --- Azure login ---------------------------------------------------------------
+
+LOGIN_MODE=""
+LOGIN_REASON=""
+OIDC_CLIENT_ID=""
+OIDC_TENANT_ID=""
+
+# Sets LOGIN_MODE to oidc or existing from CAPTURE_LOGIN and the environment.
+resolve_login_mode() {
+  local requested=${CAPTURE_LOGIN:-auto}
+  case $requested in
+    auto | oidc | existing) ;;
+    *) usage_error "CAPTURE_LOGIN must be 'auto', 'oidc' or 'existing', got '$requested'" ;;
+  esac
+  OIDC_CLIENT_ID=${AZURE_CLIENT_ID:-${ARM_CLIENT_ID:-}}
+  OIDC_TENANT_ID=${AZURE_TENANT_ID:-${ARM_TENANT_ID:-}}
+  local missing=""
+  if [[ -z ${ACTIONS_ID_TOKEN_REQUEST_URL:-} ]]; then
+    missing+=", ACTIONS_ID_TOKEN_REQUEST_URL"
+  fi
+  if [[ -z ${ACTIONS_ID_TOKEN_REQUEST_TOKEN:-} ]]; then
+    missing+=", ACTIONS_ID_TOKEN_REQUEST_TOKEN"
+  fi
+  if [[ -z $OIDC_CLIENT_ID ]]; then
+    missing+=", AZURE_CLIENT_ID (or ARM_CLIENT_ID)"
+  fi
+  if [[ -z $OIDC_TENANT_ID ]]; then
+    missing+=", AZURE_TENANT_ID (or ARM_TENANT_ID)"
+  fi
+  missing=${missing#, }
+
+  case $requested in
+    existing)
+      LOGIN_MODE=existing
+      LOGIN_REASON="CAPTURE_LOGIN=existing"
+      ;;
+    auto)
+      if [[ -z $missing ]]; then
+        LOGIN_MODE=oidc
+      else
+        LOGIN_MODE=existing
+        LOGIN_REASON="no GitHub OIDC login: not set: $missing"
+      fi
+      ;;
+    oidc)
+      if [[ -n $missing ]]; then
+        fail 1 "CAPTURE_LOGIN=oidc, but GitHub OIDC is not available; not set: $missing." \
+          "Run capture in a GitHub Actions job with 'permissions: id-token: write' (GitHub then sets" \
+          "ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN) and set AZURE_CLIENT_ID and" \
+          "AZURE_TENANT_ID to the app registration's IDs, or use CAPTURE_LOGIN=existing with a working 'az login'."
+      fi
+      LOGIN_MODE=oidc
+      ;;
+  esac
+}
+
+# A value for a double-quoted string in a curl config file.
+curl_config_value() {
+  local value=${1//\\/\\\\}
+  printf '%s' "${value//\"/\\\"}"
+}
+
+# Requests a fresh GitHub Actions OIDC token for Entra ID's token exchange into
+# OIDC_TOKEN (https://docs.github.com/en/actions/reference/security/oidc, "Methods
+# for requesting the OIDC token"). curl is on GitHub's runners and wherever az was
+# installed by Microsoft's script; it gets the URL and the bearer request token as a
+# config file on stdin (printf is a builtin), so neither shows in the process list,
+# and the answer stays in memory. No jq or python: the answer is flat JSON, and a
+# JWT is base64url segments joined by dots, characters JSON never escapes, so
+# matching exactly that alphabet reads the field exactly.
+OIDC_TOKEN=""
+fetch_github_oidc_token() {
+  local url="$ACTIONS_ID_TOKEN_REQUEST_URL&audience=$OIDC_AUDIENCE"
+  local header="Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN"
+  local body err_file rc=0 re='"value"[[:space:]]*:[[:space:]]*"([A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+)"'
+  err_file=$(mktemp)
+  body=$(printf 'url = "%s"\nheader = "%s"\n' "$(curl_config_value "$url")" "$(curl_config_value "$header")" |
+    curl --config - --silent --show-error --fail --max-time 60 --retry 3 2>"$err_file") || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    local err
+    err=$(<"$err_file")
+    rm -f "$err_file"
+    fail 1 "requesting a GitHub OIDC token from ACTIONS_ID_TOKEN_REQUEST_URL failed (curl exit $rc):"$'\n'"$err"
+  fi
+  rm -f "$err_file"
+  if [[ ! $body =~ $re ]]; then
+    fail 1 "the answer from ACTIONS_ID_TOKEN_REQUEST_URL has no \"value\" field holding a JWT;" \
+      "is it the job's GitHub OIDC token endpoint?"
+  fi
+  OIDC_TOKEN=${BASH_REMATCH[1]}
+}
+
+# One OIDC login attempt (for with_retries). The flags are az's own
+# (https://learn.microsoft.com/cli/azure/reference-index#az-login): --federated-token
+# is the client assertion Entra ID exchanges for tokens; --allow-no-subscriptions lets
+# the login succeed however the app's subscriptions list, since every call names
+# --subscription anyway. az takes the token only as an argument (no file or stdin
+# form), so for the second the login runs it is readable in the process list by this
+# user (and by others where /proc is not mounted hidepid); it is short-lived,
+# audience-bound and never printed.
+oidc_login_once() {
+  fetch_github_oidc_token
+  local rc=0
+  az_once login --service-principal --username "$OIDC_CLIENT_ID" --tenant "$OIDC_TENANT_ID" \
+    --federated-token "$OIDC_TOKEN" --allow-no-subscriptions --only-show-errors --output none || rc=$?
+  OIDC_TOKEN=""
+  return "$rc"
+}
+
+oidc_login() {
+  local who="client '$OIDC_CLIENT_ID' in tenant '$OIDC_TENANT_ID'"
+  log "logging in to Azure as $who with a fresh GitHub OIDC token"
+  with_retries "logging in to Azure as $who" 0 oidc_login_once
+}
+
+AZ_CONFIG_TMP=""
+remove_private_az_config() {
+  if [[ -n $AZ_CONFIG_TMP ]]; then
+    rm -rf -- "$AZ_CONFIG_TMP"
+  fi
+}
+
+# Gets a working az credential before the first VM call (see "Azure login" above).
+prepare_login() {
+  if [[ $LOGIN_MODE == oidc ]]; then
+    if ! command -v curl >/dev/null 2>&1; then
+      fail 1 "curl is not on PATH; capture.sh needs it to request a GitHub OIDC token" \
+        "(or set CAPTURE_LOGIN=existing to use the current az login)"
+    fi
+    # AZURE_CONFIG_DIR: https://learn.microsoft.com/cli/azure/azure-cli-configuration
+    AZ_CONFIG_TMP=$(mktemp -d)
+    trap remove_private_az_config EXIT
+    export AZURE_CONFIG_DIR=$AZ_CONFIG_TMP
+    oidc_login
+    return 0
+  fi
+
+  log "using the existing Azure CLI login ($LOGIN_REASON)"
+  # Refreshes the ARM token if it can, prints nothing with --output none
+  # (https://learn.microsoft.com/cli/azure/account#az-account-get-access-token).
+  local -a cmd=(account get-access-token --output none --only-show-errors)
+  if [[ -n $SUBSCRIPTION ]]; then
+    cmd+=(--subscription "$SUBSCRIPTION")
+  fi
+  if ! az_once "${cmd[@]}"; then
+    fail 1 "the Azure CLI login is not usable ('az account get-access-token' failed). $LOGIN_HINT az said:"$'\n'"$AZ_ERR"
+  fi
 }
 
 POWER_STATE=""
@@ -259,10 +481,13 @@ capture() {
     BACKOFF_SECONDS=$BACKOFF_CAP_SECONDS
   fi
 
+  resolve_login_mode
+
   if ! command -v az >/dev/null 2>&1; then
     fail 1 "the Azure CLI 'az' is not on PATH"
   fi
 
+  prepare_login
   wait_until_stopped
   if [[ $GENERALIZED -eq 1 ]]; then
     log "VM '$VM' is already generalized (power state '$POWER_STATE'); nothing to do"

@@ -11,24 +11,42 @@ from pathlib import Path
 
 import pytest
 from capture_harness import (
+    AUDIENCE,
+    CLIENT_ID,
     RG,
+    TENANT_ID,
     VM,
+    GitHubOidcEndpoint,
+    TokenRequest,
     az_error,
     az_plain_error,
     capture_args,
     deallocate_line,
+    fake_jwt,
     generalize_line,
     instance_view,
     iv_line,
+    login_line,
+    login_ok,
     make_bin,
     ok,
     run_script,
     sleep_line,
+    token_check_line,
+    token_check_ok,
 )
 
 IV = iv_line()
 DEALLOCATE = deallocate_line()
 GENERALIZE = generalize_line()
+# Without GitHub OIDC (run_script removes it), capture checks the existing az login first.
+CHECK = token_check_line()
+LOGGED_IN = token_check_ok()
+EXISTING_LOGIN = (
+    "capture.sh: using the existing Azure CLI login (no GitHub OIDC login: not set: "
+    "ACTIONS_ID_TOKEN_REQUEST_URL, ACTIONS_ID_TOKEN_REQUEST_TOKEN, "
+    "AZURE_CLIENT_ID (or ARM_CLIENT_ID), AZURE_TENANT_ID (or ARM_TENANT_ID))"
+)
 
 THROTTLED = ("TooManyRequests", "The request is being throttled.")
 FORBIDDEN = (
@@ -54,6 +72,7 @@ def test_happy_path_waits_for_stop_then_deallocates_then_generalizes(tmp_path: P
         tmp_path,
         capture_args(),
         [
+            LOGGED_IN,
             instance_view("running"),
             instance_view("running"),
             instance_view("stopped"),
@@ -65,6 +84,7 @@ def test_happy_path_waits_for_stop_then_deallocates_then_generalizes(tmp_path: P
 
     assert result.exit_code == 0, result.stderr
     assert result.calls == [
+        CHECK,
         IV,
         sleep_line(10),
         IV,
@@ -77,11 +97,12 @@ def test_happy_path_waits_for_stop_then_deallocates_then_generalizes(tmp_path: P
     # Waited time is the larger of the wall clock and the slept seconds. Before the first
     # sleep nothing has been slept, so a second boundary passed during the first az call
     # shows as 1s; after it the 10 slept seconds dominate the real fraction of a second.
-    assert lines[1] in {
+    assert lines[2] in {
         f"capture.sh: VM '{VM}' is running; checking again in 10s ({n}s of 60s waited)"
         for n in (0, 1)
     }
-    assert lines[:1] + lines[2:] == [
+    assert lines[:2] + lines[3:] == [
+        EXISTING_LOGIN,
         f"capture.sh: waiting up to 60s for VM '{VM}' in resource group '{RG}' to power off"
         " (poll every 10s)",
         f"capture.sh: VM '{VM}' is running; checking again in 10s (10s of 60s waited)",
@@ -100,6 +121,7 @@ def test_slow_stop_keeps_polling_through_transitional_states(tmp_path: Path) -> 
         tmp_path,
         capture_args(),
         [
+            LOGGED_IN,
             *(instance_view(s) for s in states),
             instance_view("stopped"),
             ok("vm deallocate"),
@@ -110,6 +132,7 @@ def test_slow_stop_keeps_polling_through_transitional_states(tmp_path: Path) -> 
 
     assert result.exit_code == 0, result.stderr
     assert result.calls == [
+        CHECK,
         *[line for _ in states for line in (IV, sleep_line(15))],
         IV,
         DEALLOCATE,
@@ -120,11 +143,11 @@ def test_slow_stop_keeps_polling_through_transitional_states(tmp_path: Path) -> 
 
 def test_vm_the_guest_left_deallocated_is_not_deallocated_again(tmp_path: Path) -> None:
     result = run_script(
-        tmp_path, capture_args(), [instance_view("deallocated"), ok("vm generalize")]
+        tmp_path, capture_args(), [LOGGED_IN, instance_view("deallocated"), ok("vm generalize")]
     )
 
     assert result.exit_code == 0, result.stderr
-    assert result.calls == [IV, GENERALIZE]
+    assert result.calls == [CHECK, IV, GENERALIZE]
     assert f"VM '{VM}' is already deallocated; skipping deallocate" in result.stdout
 
 
@@ -133,32 +156,39 @@ def test_subscription_is_passed_to_every_az_call(tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
         capture_args(subscription=sub),
-        [instance_view("stopped"), ok("vm deallocate"), ok("vm generalize")],
+        [LOGGED_IN, instance_view("stopped"), ok("vm deallocate"), ok("vm generalize")],
     )
 
     assert result.exit_code == 0, result.stderr
-    assert result.calls == [iv_line(sub), deallocate_line(sub), generalize_line(sub)]
+    assert result.calls == [
+        token_check_line(sub),
+        iv_line(sub),
+        deallocate_line(sub),
+        generalize_line(sub),
+    ]
 
 
 def test_flags_accept_the_equals_form(tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
         ["capture", f"--resource-group={RG}", f"--vm={VM}"],
-        [instance_view("stopped"), ok("vm deallocate"), ok("vm generalize")],
+        [LOGGED_IN, instance_view("stopped"), ok("vm deallocate"), ok("vm generalize")],
     )
 
     assert result.exit_code == 0, result.stderr
-    assert result.calls == [IV, DEALLOCATE, GENERALIZE]
+    assert result.calls == [CHECK, IV, DEALLOCATE, GENERALIZE]
 
 
 # --- capture: idempotence -----------------------------------------------------
 
 
 def test_already_deallocated_and_generalized_converges_without_mutations(tmp_path: Path) -> None:
-    result = run_script(tmp_path, capture_args(), [instance_view("deallocated", generalized=True)])
+    result = run_script(
+        tmp_path, capture_args(), [LOGGED_IN, instance_view("deallocated", generalized=True)]
+    )
 
     assert result.exit_code == 0, result.stderr
-    assert result.calls == [IV]
+    assert result.calls == [CHECK, IV]
     assert result.stdout.splitlines()[-1] == (
         f"capture.sh: VM '{VM}' is already generalized (power state 'deallocated'); nothing to do"
     )
@@ -169,28 +199,38 @@ def test_rerun_after_a_failed_generalize_only_generalizes(tmp_path: Path) -> Non
     first = run_script(
         tmp_path / "first",
         capture_args(),
-        [instance_view("stopped"), ok("vm deallocate"), az_error("vm generalize", *FORBIDDEN)],
+        [
+            LOGGED_IN,
+            instance_view("stopped"),
+            ok("vm deallocate"),
+            az_error("vm generalize", *FORBIDDEN),
+        ],
     )
     assert first.exit_code == 1
-    assert first.calls == [IV, DEALLOCATE, GENERALIZE]
+    assert first.calls == [CHECK, IV, DEALLOCATE, GENERALIZE]
 
     (tmp_path / "second").mkdir()
     second = run_script(
-        tmp_path / "second", capture_args(), [instance_view("deallocated"), ok("vm generalize")]
+        tmp_path / "second",
+        capture_args(),
+        [LOGGED_IN, instance_view("deallocated"), ok("vm generalize")],
     )
     assert second.exit_code == 0, second.stderr
-    assert second.calls == [IV, GENERALIZE]
+    assert second.calls == [CHECK, IV, GENERALIZE]
 
 
 def test_generalized_vm_reported_running_is_left_alone(tmp_path: Path) -> None:
     # Generalized is final: Azure refuses to start or deallocate-and-reuse a generalized VM,
     # so a 'running' next to OSState/generalized is stale; waiting for it to stop or
     # deallocating it again would only stall or fail the capture of a finished VM.
-    result = run_script(tmp_path, capture_args(), [instance_view("running", generalized=True)])
+    result = run_script(
+        tmp_path, capture_args(), [LOGGED_IN, instance_view("running", generalized=True)]
+    )
 
     assert result.exit_code == 0, result.stderr
-    assert result.calls == [IV]
+    assert result.calls == [CHECK, IV]
     assert result.stdout.splitlines() == [
+        EXISTING_LOGIN,
         f"capture.sh: waiting up to 60s for VM '{VM}' in resource group '{RG}' to power off"
         " (poll every 1s)",
         f"capture.sh: VM '{VM}' is already generalized (power state 'running'); nothing to do",
@@ -208,6 +248,7 @@ def test_crlf_instance_view_output_is_read_like_lf(tmp_path: Path) -> None:
         tmp_path,
         capture_args(),
         [
+            LOGGED_IN,
             crlf_instance_view("ProvisioningState/succeeded", "PowerState/running"),
             crlf_instance_view("ProvisioningState/succeeded", "PowerState/stopped"),
             ok("vm deallocate"),
@@ -217,13 +258,13 @@ def test_crlf_instance_view_output_is_read_like_lf(tmp_path: Path) -> None:
     )
 
     assert result.exit_code == 0, result.stderr
-    assert result.calls == [IV, sleep_line(10), IV, DEALLOCATE, GENERALIZE]
+    assert result.calls == [CHECK, IV, sleep_line(10), IV, DEALLOCATE, GENERALIZE]
     lines = result.stdout.splitlines()
-    assert lines[1] in {
+    assert lines[2] in {
         f"capture.sh: VM '{VM}' is running; checking again in 10s ({n}s of 60s waited)"
         for n in (0, 1)
     }
-    assert lines[2] == f"capture.sh: VM '{VM}' is stopped"
+    assert lines[3] == f"capture.sh: VM '{VM}' is stopped"
 
 
 def test_crlf_generalized_state_is_recognised(tmp_path: Path) -> None:
@@ -231,14 +272,15 @@ def test_crlf_generalized_state_is_recognised(tmp_path: Path) -> None:
         tmp_path,
         capture_args(),
         [
+            LOGGED_IN,
             crlf_instance_view(
                 "ProvisioningState/succeeded", "OSState/generalized", "PowerState/deallocated"
-            )
+            ),
         ],
     )
 
     assert result.exit_code == 0, result.stderr
-    assert result.calls == [IV]
+    assert result.calls == [CHECK, IV]
     assert result.stdout.splitlines()[-1] == (
         f"capture.sh: VM '{VM}' is already generalized (power state 'deallocated'); nothing to do"
     )
@@ -252,6 +294,7 @@ def test_throttled_deallocate_is_retried(tmp_path: Path) -> None:
         tmp_path,
         capture_args(),
         [
+            LOGGED_IN,
             instance_view("stopped"),
             az_error("vm deallocate", *THROTTLED),
             ok("vm deallocate"),
@@ -261,7 +304,7 @@ def test_throttled_deallocate_is_retried(tmp_path: Path) -> None:
     )
 
     assert result.exit_code == 0, result.stderr
-    assert result.calls == [IV, DEALLOCATE, sleep_line(10), DEALLOCATE, GENERALIZE]
+    assert result.calls == [CHECK, IV, DEALLOCATE, sleep_line(10), DEALLOCATE, GENERALIZE]
     assert (
         f"capture.sh: deallocating VM '{VM}': transient error on try 1/6, retrying in 10s: "
         "ERROR: (TooManyRequests) The request is being throttled."
@@ -284,6 +327,7 @@ def test_conflicting_generalize_is_retried(tmp_path: Path, code: str, message: s
         tmp_path,
         capture_args(),
         [
+            LOGGED_IN,
             instance_view("deallocated"),
             az_error("vm generalize", code, message),
             az_error("vm generalize", code, message),
@@ -292,7 +336,15 @@ def test_conflicting_generalize_is_retried(tmp_path: Path, code: str, message: s
     )
 
     assert result.exit_code == 0, result.stderr
-    assert result.calls == [IV, GENERALIZE, sleep_line(1), GENERALIZE, sleep_line(2), GENERALIZE]
+    assert result.calls == [
+        CHECK,
+        IV,
+        GENERALIZE,
+        sleep_line(1),
+        GENERALIZE,
+        sleep_line(2),
+        GENERALIZE,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -313,6 +365,7 @@ def test_server_error_reading_power_state_is_retried(
         tmp_path,
         capture_args(),
         [
+            LOGGED_IN,
             az_error("vm get-instance-view", code, message),
             instance_view("stopped"),
             ok("vm deallocate"),
@@ -321,7 +374,7 @@ def test_server_error_reading_power_state_is_retried(
     )
 
     assert result.exit_code == 0, result.stderr
-    assert result.calls == [IV, sleep_line(1), IV, DEALLOCATE, GENERALIZE]
+    assert result.calls == [CHECK, IV, sleep_line(1), IV, DEALLOCATE, GENERALIZE]
     assert f"retrying in 1s: ERROR: ({code}) {message}" in result.stdout
 
 
@@ -329,12 +382,20 @@ def test_retries_exhausted_fails_with_the_last_az_error(tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
         capture_args(),
-        [instance_view("stopped"), *[az_error("vm deallocate", *THROTTLED)] * 3],
+        [LOGGED_IN, instance_view("stopped"), *[az_error("vm deallocate", *THROTTLED)] * 3],
         {"CAPTURE_MAX_TRIES": "3", "CAPTURE_BACKOFF_SECONDS": "10"},
     )
 
     assert result.exit_code == 1
-    assert result.calls == [IV, DEALLOCATE, sleep_line(10), DEALLOCATE, sleep_line(20), DEALLOCATE]
+    assert result.calls == [
+        CHECK,
+        IV,
+        DEALLOCATE,
+        sleep_line(10),
+        DEALLOCATE,
+        sleep_line(20),
+        DEALLOCATE,
+    ]
     assert result.stderr.splitlines()[:2] == [
         f"capture.sh: error: deallocating VM '{VM}' failed after 3 tries"
         " (CAPTURE_MAX_TRIES=3); last error:",
@@ -346,7 +407,7 @@ def test_backoff_doubles_and_is_capped_at_300_seconds(tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
         capture_args(),
-        [instance_view("stopped"), *[az_error("vm deallocate", *THROTTLED)] * 4],
+        [LOGGED_IN, instance_view("stopped"), *[az_error("vm deallocate", *THROTTLED)] * 4],
         {"CAPTURE_MAX_TRIES": "4", "CAPTURE_BACKOFF_SECONDS": "100"},
     )
 
@@ -359,12 +420,13 @@ def test_first_backoff_above_the_cap_is_capped(tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
         capture_args(),
-        [instance_view("stopped"), *[az_error("vm deallocate", *THROTTLED)] * 3],
+        [LOGGED_IN, instance_view("stopped"), *[az_error("vm deallocate", *THROTTLED)] * 3],
         {"CAPTURE_MAX_TRIES": "3", "CAPTURE_BACKOFF_SECONDS": "500"},
     )
 
     assert result.exit_code == 1
     assert result.calls == [
+        CHECK,
         IV,
         DEALLOCATE,
         sleep_line(300),
@@ -383,12 +445,12 @@ def test_a_single_try_means_no_retry(tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
         capture_args(),
-        [instance_view("stopped"), az_error("vm deallocate", *THROTTLED)],
+        [LOGGED_IN, instance_view("stopped"), az_error("vm deallocate", *THROTTLED)],
         {"CAPTURE_MAX_TRIES": "1"},
     )
 
     assert result.exit_code == 1
-    assert result.calls == [IV, DEALLOCATE]
+    assert result.calls == [CHECK, IV, DEALLOCATE]
     assert "failed after 1 tries (CAPTURE_MAX_TRIES=1)" in result.stderr
 
 
@@ -397,11 +459,13 @@ def test_a_single_try_means_no_retry(tmp_path: Path) -> None:
 
 def test_forbidden_deallocate_fails_fast_with_az_text(tmp_path: Path) -> None:
     result = run_script(
-        tmp_path, capture_args(), [instance_view("stopped"), az_error("vm deallocate", *FORBIDDEN)]
+        tmp_path,
+        capture_args(),
+        [LOGGED_IN, instance_view("stopped"), az_error("vm deallocate", *FORBIDDEN)],
     )
 
     assert result.exit_code == 1
-    assert result.calls == [IV, DEALLOCATE]
+    assert result.calls == [CHECK, IV, DEALLOCATE]
     assert result.stderr.splitlines()[:2] == [
         f"capture.sh: error: deallocating VM '{VM}' failed (permanent error, not retried):",
         f"ERROR: (AuthorizationFailed) {FORBIDDEN[1]}",
@@ -419,12 +483,16 @@ def test_permanent_error_beats_a_transient_word_in_the_same_message(tmp_path: Pa
     result = run_script(
         tmp_path,
         capture_args(),
-        [instance_view("stopped"), az_error("vm deallocate", "AuthorizationFailed", message)],
+        [
+            LOGGED_IN,
+            instance_view("stopped"),
+            az_error("vm deallocate", "AuthorizationFailed", message),
+        ],
         {"CAPTURE_MAX_TRIES": "6"},
     )
 
     assert result.exit_code == 1
-    assert result.calls == [IV, DEALLOCATE]
+    assert result.calls == [CHECK, IV, DEALLOCATE]
     assert result.stderr.splitlines()[:2] == [
         f"capture.sh: error: deallocating VM '{VM}' failed (permanent error, not retried):",
         f"ERROR: (AuthorizationFailed) {message}",
@@ -436,12 +504,16 @@ def test_az_failing_without_error_text_is_reported_and_not_retried(tmp_path: Pat
     result = run_script(
         tmp_path,
         capture_args(),
-        [instance_view("stopped"), {"expect": "vm deallocate", "stderr": "", "exit_code": 7}],
+        [
+            LOGGED_IN,
+            instance_view("stopped"),
+            {"expect": "vm deallocate", "stderr": "", "exit_code": 7},
+        ],
         {"CAPTURE_MAX_TRIES": "6"},
     )
 
     assert result.exit_code == 1
-    assert result.calls == [IV, DEALLOCATE]
+    assert result.calls == [CHECK, IV, DEALLOCATE]
     assert result.stderr == (
         f"capture.sh: error: deallocating VM '{VM}' failed (permanent error, not retried):\n"
         "az exited with status 7 and printed no error\n"
@@ -449,27 +521,17 @@ def test_az_failing_without_error_text_is_reported_and_not_retried(tmp_path: Pat
 
 
 def test_vm_not_found_fails_fast(tmp_path: Path) -> None:
-    result = run_script(tmp_path, capture_args(), [az_error("vm get-instance-view", *NOT_FOUND)])
+    result = run_script(
+        tmp_path, capture_args(), [LOGGED_IN, az_error("vm get-instance-view", *NOT_FOUND)]
+    )
 
     assert result.exit_code == 1
-    assert result.calls == [IV]
+    assert result.calls == [CHECK, IV]
     assert (
         f"reading the instance view of VM '{VM}' failed (permanent error, not retried)"
         in result.stderr
     )
     assert f"ERROR: (ResourceNotFound) {NOT_FOUND[1]}" in result.stderr
-
-
-def test_not_logged_in_fails_fast_with_the_login_hint(tmp_path: Path) -> None:
-    result = run_script(
-        tmp_path,
-        capture_args(),
-        [az_plain_error("vm get-instance-view", "Please run 'az login' to setup account.")],
-    )
-
-    assert result.exit_code == 1
-    assert result.calls == [IV]
-    assert "ERROR: Please run 'az login' to setup account." in result.stderr
 
 
 def test_unrecognised_error_is_not_retried(tmp_path: Path) -> None:
@@ -480,11 +542,15 @@ def test_unrecognised_error_is_not_retried(tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
         capture_args(),
-        [instance_view("deallocated"), az_error("vm generalize", "OperationNotAllowed", message)],
+        [
+            LOGGED_IN,
+            instance_view("deallocated"),
+            az_error("vm generalize", "OperationNotAllowed", message),
+        ],
     )
 
     assert result.exit_code == 1
-    assert result.calls == [IV, GENERALIZE]
+    assert result.calls == [CHECK, IV, GENERALIZE]
     assert f"ERROR: (OperationNotAllowed) {message}" in result.stderr
 
 
@@ -502,6 +568,365 @@ def test_az_missing_from_path_is_reported(tmp_path: Path) -> None:
     assert result.stderr == "capture.sh: error: the Azure CLI 'az' is not on PATH\n"
 
 
+# --- capture: Azure login -----------------------------------------------------
+
+SUB = "11111111-2222-3333-4444-555555555555"
+LOGIN_HINT = (
+    "Run 'az login' before 'pulumi up'; in GitHub Actions, give the job "
+    "'permissions: id-token: write' and set AZURE_CLIENT_ID and AZURE_TENANT_ID, so that "
+    "capture.sh logs in again with a fresh OIDC token when it runs."
+)
+OIDC_LOGIN = (
+    f"capture.sh: logging in to Azure as client '{CLIENT_ID}' in tenant '{TENANT_ID}'"
+    " with a fresh GitHub OIDC token"
+)
+# What az prints when the GitHub OIDC token it stored at login has run out.
+ASSERTION_EXPIRED = (
+    "AADSTS700024: Client assertion is not within its valid time range. "
+    "Current time: 2025-01-15T14:03:11.8216479Z, assertion valid from "
+    "2025-01-15T11:58:02.0000000Z, expiry time of assertion 2025-01-15T12:03:02.0000000Z. "
+    "Review the documentation at https://learn.microsoft.com/entra/identity-platform/"
+    "certificate-credentials . Trace ID: 5d1e0b7a-0000-4000-8000-000000000001 "
+    "Correlation ID: 5d1e0b7a-0000-4000-8000-000000000002 Timestamp: 2025-01-15 14:03:11Z"
+    "\nInteractive authentication is needed. Please run:\naz login"
+)
+TOKEN_EXPIRED = (
+    "ExpiredAuthenticationToken",
+    "The access token expiry UTC time '1/15/2025 1:03:11 PM' is earlier than current UTC "
+    "time '1/15/2025 2:03:11 PM'.",
+)
+
+
+def token_request(endpoint: GitHubOidcEndpoint) -> TokenRequest:
+    """The one request capture.sh should make for each login."""
+    return TokenRequest(
+        "/idtoken",
+        {"api-version": ["2.0"], "audience": [AUDIENCE]},
+        f"bearer {endpoint.request_token}",
+    )
+
+
+@pytest.mark.parametrize("prefix", ["AZURE", "ARM"])
+def test_oidc_login_with_a_fresh_github_token_comes_before_the_first_az_call(
+    tmp_path: Path, prefix: str
+) -> None:
+    token = fake_jwt(1)
+    with GitHubOidcEndpoint([token]) as endpoint:
+        env = endpoint.env()
+        env[f"{prefix}_CLIENT_ID"] = env.pop("AZURE_CLIENT_ID")
+        env[f"{prefix}_TENANT_ID"] = env.pop("AZURE_TENANT_ID")
+        result = run_script(
+            tmp_path,
+            capture_args(subscription=SUB),
+            [login_ok(), instance_view("stopped"), ok("vm deallocate"), ok("vm generalize")],
+            env,
+        )
+
+    assert result.exit_code == 0, result.stderr
+    assert endpoint.requests == [token_request(endpoint)]
+    assert result.calls == [
+        login_line(token),
+        iv_line(SUB),
+        deallocate_line(SUB),
+        generalize_line(SUB),
+    ]
+    assert result.stdout.splitlines()[0] == OIDC_LOGIN
+    assert token not in result.stdout + result.stderr
+
+
+def test_oidc_login_uses_a_private_az_config_dir_removed_on_exit(tmp_path: Path) -> None:
+    # Parallel captures (one per image) and the job's own ~/.azure never share a profile.
+    with GitHubOidcEndpoint([fake_jwt(1)]) as endpoint:
+        result = run_script(
+            tmp_path,
+            capture_args(subscription=SUB),
+            [login_ok(), instance_view("deallocated", generalized=True)],
+            endpoint.env(),
+        )
+
+    assert result.exit_code == 0, result.stderr
+    login_dir, iv_dir = result.config_dirs
+    assert login_dir == iv_dir
+    assert Path(login_dir).name.startswith("tmp.")
+    assert not Path(login_dir).exists()
+
+
+def test_no_oidc_checks_the_existing_login_then_makes_the_usual_calls(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(subscription=SUB),
+        [LOGGED_IN, instance_view("stopped"), ok("vm deallocate"), ok("vm generalize")],
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [
+        token_check_line(SUB),
+        iv_line(SUB),
+        deallocate_line(SUB),
+        generalize_line(SUB),
+    ]
+    assert result.config_dirs == ["", "", "", ""]
+    assert result.stdout.splitlines()[0] == EXISTING_LOGIN
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        az_plain_error("account get-access-token", ASSERTION_EXPIRED),
+        az_error("account get-access-token", *TOKEN_EXPIRED),
+        az_plain_error("account get-access-token", "Please run 'az login' to setup account."),
+    ],
+    ids=["assertion-expired", "token-expired", "logged-out"],
+)
+def test_no_oidc_and_an_unusable_login_fails_at_once_before_any_vm_call(
+    tmp_path: Path, failure: dict[str, object]
+) -> None:
+    result = run_script(tmp_path, capture_args(), [failure])
+
+    assert result.exit_code == 1
+    assert result.calls == [CHECK]
+    assert result.stdout == EXISTING_LOGIN + "\n"
+    assert result.stderr == (
+        "capture.sh: error: the Azure CLI login is not usable "
+        f"('az account get-access-token' failed). {LOGIN_HINT} az said:\n{failure['stderr']}"
+    )
+
+
+def test_assertion_expired_on_deallocate_logs_in_again_once_with_oidc(tmp_path: Path) -> None:
+    first, second = fake_jwt(1), fake_jwt(2)
+    with GitHubOidcEndpoint([first, second]) as endpoint:
+        result = run_script(
+            tmp_path,
+            capture_args(),
+            [
+                login_ok(),
+                instance_view("stopped"),
+                az_plain_error("vm deallocate", ASSERTION_EXPIRED),
+                login_ok(),
+                ok("vm deallocate"),
+                ok("vm generalize"),
+            ],
+            endpoint.env(),
+        )
+
+    assert result.exit_code == 0, result.stderr
+    assert endpoint.requests == [token_request(endpoint)] * 2
+    assert result.calls == [
+        login_line(first),
+        IV,
+        DEALLOCATE,
+        login_line(second),
+        DEALLOCATE,
+        GENERALIZE,
+    ]
+    assert result.stdout.splitlines()[3:6] == [
+        f"capture.sh: deallocating VM '{VM}'",
+        f"capture.sh: deallocating VM '{VM}': the Azure CLI credential has expired or is missing; "
+        f"logging in again: ERROR: {ASSERTION_EXPIRED.splitlines()[0]}",
+        OIDC_LOGIN,
+    ]
+    assert first not in result.stdout + result.stderr
+    assert second not in result.stdout + result.stderr
+
+
+def test_expired_again_right_after_a_fresh_oidc_login_fails(tmp_path: Path) -> None:
+    with GitHubOidcEndpoint([fake_jwt(1), fake_jwt(2)]) as endpoint:
+        result = run_script(
+            tmp_path,
+            capture_args(),
+            [
+                login_ok(),
+                instance_view("stopped"),
+                az_error("vm deallocate", *TOKEN_EXPIRED),
+                login_ok(),
+                az_error("vm deallocate", *TOKEN_EXPIRED),
+            ],
+            endpoint.env(),
+        )
+
+    assert result.exit_code == 1
+    assert result.calls == [
+        login_line(fake_jwt(1)),
+        IV,
+        DEALLOCATE,
+        login_line(fake_jwt(2)),
+        DEALLOCATE,
+    ]
+    assert result.stderr.splitlines()[:2] == [
+        f"capture.sh: error: deallocating VM '{VM}' failed with an expired credential again right"
+        " after a fresh GitHub OIDC login; check the runner's clock and the app registration's"
+        " federated credential. az said:",
+        f"ERROR: ({TOKEN_EXPIRED[0]}) {TOKEN_EXPIRED[1]}",
+    ]
+
+
+def test_assertion_expired_on_deallocate_without_oidc_fails(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [LOGGED_IN, instance_view("stopped"), az_plain_error("vm deallocate", ASSERTION_EXPIRED)],
+        {"CAPTURE_MAX_TRIES": "6"},
+    )
+
+    assert result.exit_code == 1
+    assert result.calls == [CHECK, IV, DEALLOCATE]
+    assert result.stderr == (
+        f"capture.sh: error: deallocating VM '{VM}' failed: the Azure CLI login has expired or"
+        f" is missing. {LOGIN_HINT} az said:\nERROR: {ASSERTION_EXPIRED}\n"
+    )
+    assert "retrying" not in result.stdout
+
+
+def test_logged_out_mid_run_without_oidc_fails_with_the_login_hint(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        capture_args(),
+        [
+            LOGGED_IN,
+            az_plain_error("vm get-instance-view", "Please run 'az login' to setup account."),
+        ],
+    )
+
+    assert result.exit_code == 1
+    assert result.calls == [CHECK, IV]
+    assert result.stderr == (
+        f"capture.sh: error: reading the instance view of VM '{VM}' failed: the Azure CLI login"
+        f" has expired or is missing. {LOGIN_HINT} az said:\n"
+        "ERROR: Please run 'az login' to setup account.\n"
+    )
+
+
+def test_capture_login_existing_never_uses_oidc(tmp_path: Path) -> None:
+    with GitHubOidcEndpoint([fake_jwt(1)]) as endpoint:
+        result = run_script(
+            tmp_path,
+            capture_args(),
+            [
+                LOGGED_IN,
+                instance_view("stopped"),
+                az_plain_error("vm deallocate", ASSERTION_EXPIRED),
+            ],
+            {**endpoint.env(), "CAPTURE_LOGIN": "existing"},
+        )
+
+    assert result.exit_code == 1
+    assert endpoint.requests == []
+    assert result.calls == [CHECK, IV, DEALLOCATE]
+    assert result.stdout.splitlines()[0] == (
+        "capture.sh: using the existing Azure CLI login (CAPTURE_LOGIN=existing)"
+    )
+    assert result.stderr.startswith(
+        f"capture.sh: error: deallocating VM '{VM}' failed: the Azure CLI login has expired"
+    )
+
+
+@pytest.mark.parametrize("value", ["yes", "OIDC", "github", " auto"])
+def test_bad_capture_login_exits_2_naming_the_variable(tmp_path: Path, value: str) -> None:
+    result = run_script(tmp_path, capture_args(), env={"CAPTURE_LOGIN": value})
+
+    assert result.exit_code == 2
+    assert result.calls == []
+    assert result.stderr.splitlines()[0] == (
+        "capture.sh: usage error: CAPTURE_LOGIN must be 'auto', 'oidc' or 'existing', "
+        f"got '{value}'"
+    )
+    assert "usage: capture.sh capture --resource-group RG --vm NAME" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        (
+            {},
+            "ACTIONS_ID_TOKEN_REQUEST_URL, ACTIONS_ID_TOKEN_REQUEST_TOKEN, "
+            "AZURE_CLIENT_ID (or ARM_CLIENT_ID), AZURE_TENANT_ID (or ARM_TENANT_ID)",
+        ),
+        (
+            {"ACTIONS_ID_TOKEN_REQUEST_URL": "http://127.0.0.1:9/t?v=1"},
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN, AZURE_CLIENT_ID (or ARM_CLIENT_ID), "
+            "AZURE_TENANT_ID (or ARM_TENANT_ID)",
+        ),
+        (
+            {
+                "ACTIONS_ID_TOKEN_REQUEST_URL": "http://127.0.0.1:9/t?v=1",
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "request-token",
+                "ARM_CLIENT_ID": CLIENT_ID,
+            },
+            "AZURE_TENANT_ID (or ARM_TENANT_ID)",
+        ),
+    ],
+    ids=["nothing", "url-only", "no-tenant"],
+)
+def test_capture_login_oidc_without_github_oidc_exits_1_naming_what_is_missing(
+    tmp_path: Path, env: dict[str, str], missing: str
+) -> None:
+    result = run_script(tmp_path, capture_args(), env={**env, "CAPTURE_LOGIN": "oidc"})
+
+    assert result.exit_code == 1
+    assert result.calls == []
+    assert result.stderr == (
+        f"capture.sh: error: CAPTURE_LOGIN=oidc, but GitHub OIDC is not available; not set: "
+        f"{missing}. Run capture in a GitHub Actions job with 'permissions: id-token: write' "
+        "(GitHub then sets ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN) and "
+        "set AZURE_CLIENT_ID and AZURE_TENANT_ID to the app registration's IDs, or use "
+        "CAPTURE_LOGIN=existing with a working 'az login'.\n"
+    )
+
+
+def test_refused_github_token_request_fails_before_az_login(tmp_path: Path) -> None:
+    with GitHubOidcEndpoint([fake_jwt(1)]) as endpoint:
+        env = {**endpoint.env(), "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "expired-request-token"}
+        result = run_script(tmp_path, capture_args(), [], env)
+
+    assert result.exit_code == 1
+    assert len(endpoint.requests) == 1
+    assert result.calls == []
+    first, second = result.stderr.splitlines()
+    assert first == (
+        "capture.sh: error: requesting a GitHub OIDC token from ACTIONS_ID_TOKEN_REQUEST_URL"
+        " failed (curl exit 22):"
+    )
+    assert second.startswith("curl: (22)") and "401" in second
+    assert "expired-request-token" not in result.stderr
+
+
+def test_oidc_login_refused_by_entra_id_is_not_retried(tmp_path: Path) -> None:
+    refusal = (
+        "AADSTS70021: No matching federated identity record found for presented assertion. "
+        "Assertion Issuer: 'https://token.actions.githubusercontent.com'. Assertion Subject: "
+        "'repo:example/imagefactory:environment:dev'. Assertion Audience: "
+        "'api://AzureADTokenExchange'."
+    )
+    with GitHubOidcEndpoint([fake_jwt(1)]) as endpoint:
+        result = run_script(
+            tmp_path, capture_args(), [az_plain_error("login", refusal)], endpoint.env()
+        )
+
+    assert result.exit_code == 1
+    assert result.calls == [login_line(fake_jwt(1))]
+    assert result.stderr == (
+        f"capture.sh: error: logging in to Azure as client '{CLIENT_ID}' in tenant '{TENANT_ID}'"
+        f" failed (permanent error, not retried):\nERROR: {refusal}\n"
+    )
+
+
+def test_transient_oidc_login_failure_is_retried_with_a_new_github_token(tmp_path: Path) -> None:
+    with GitHubOidcEndpoint([fake_jwt(1), fake_jwt(2)]) as endpoint:
+        result = run_script(
+            tmp_path,
+            capture_args(),
+            [
+                az_error("login", "ServiceUnavailable", "The service is temporarily unavailable."),
+                login_ok(),
+                instance_view("deallocated", generalized=True),
+            ],
+            endpoint.env(),
+        )
+
+    assert result.exit_code == 0, result.stderr
+    assert result.calls == [login_line(fake_jwt(1)), sleep_line(1), login_line(fake_jwt(2)), IV]
+
+
 # --- capture: the guest never powers off --------------------------------------
 
 
@@ -513,13 +938,13 @@ def test_vm_that_never_stops_times_out_with_a_hint(tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
         capture_args(),
-        [instance_view("running")] * 4,
+        [LOGGED_IN, *[instance_view("running")] * 4],
         {"CAPTURE_STOP_TIMEOUT_SECONDS": "30", "CAPTURE_POLL_SECONDS": "10"},
     )
 
     assert result.exit_code == 3
-    assert result.calls == [IV, sleep_line(10), IV, sleep_line(10), IV, sleep_line(10), IV]
-    assert result.stdout.splitlines()[2:] == [
+    assert result.calls == [CHECK, IV, sleep_line(10), IV, sleep_line(10), IV, sleep_line(10), IV]
+    assert result.stdout.splitlines()[3:] == [
         f"capture.sh: VM '{VM}' is running; checking again in 10s (10s of 30s waited)",
         f"capture.sh: VM '{VM}' is running; checking again in 10s (20s of 30s waited)",
     ]
@@ -535,13 +960,13 @@ def test_last_poll_is_shortened_to_land_on_the_timeout(tmp_path: Path) -> None:
     result = run_script(
         tmp_path,
         capture_args(),
-        [instance_view("running")] * 4,
+        [LOGGED_IN, *[instance_view("running")] * 4],
         {"CAPTURE_STOP_TIMEOUT_SECONDS": "50", "CAPTURE_POLL_SECONDS": "20"},
     )
 
     assert result.exit_code == 3
-    assert result.calls == [IV, sleep_line(20), IV, sleep_line(20), IV, sleep_line(10), IV]
-    assert result.stdout.splitlines()[2:] == [
+    assert result.calls == [CHECK, IV, sleep_line(20), IV, sleep_line(20), IV, sleep_line(10), IV]
+    assert result.stdout.splitlines()[3:] == [
         f"capture.sh: VM '{VM}' is running; checking again in 20s (20s of 50s waited)",
         f"capture.sh: VM '{VM}' is running; checking again in 10s (40s of 50s waited)",
     ]
@@ -627,6 +1052,7 @@ def test_defaults_apply_when_the_environment_is_unset(tmp_path: Path) -> None:
         tmp_path,
         capture_args(),
         [
+            LOGGED_IN,
             instance_view("running"),
             az_error("vm get-instance-view", *THROTTLED),
             instance_view("stopped"),
@@ -637,7 +1063,16 @@ def test_defaults_apply_when_the_environment_is_unset(tmp_path: Path) -> None:
     )
 
     assert result.exit_code == 0, result.stderr
-    assert result.calls == [IV, sleep_line(15), IV, sleep_line(10), IV, DEALLOCATE, GENERALIZE]
+    assert result.calls == [
+        CHECK,
+        IV,
+        sleep_line(15),
+        IV,
+        sleep_line(10),
+        IV,
+        DEALLOCATE,
+        GENERALIZE,
+    ]
     assert "waiting up to 1800s" in result.stdout
     assert "transient error on try 1/6" in result.stdout
 
@@ -689,10 +1124,12 @@ def test_delete_ignores_capture_limits_so_destroy_is_never_blocked(tmp_path: Pat
 
 def test_fake_az_rejects_calls_the_scenario_does_not_script(tmp_path: Path) -> None:
     # An extra or out-of-order call must fail loudly, or the sequence checks above prove nothing.
-    result = run_script(tmp_path, capture_args(), [instance_view("stopped"), ok("vm generalize")])
+    result = run_script(
+        tmp_path, capture_args(), [LOGGED_IN, instance_view("stopped"), ok("vm generalize")]
+    )
 
     assert result.exit_code == 1
-    assert result.calls == [IV, DEALLOCATE]
-    assert "fake az: call #2 was 'vm deallocate', scenario expected 'vm generalize'" in (
+    assert result.calls == [CHECK, IV, DEALLOCATE]
+    assert "fake az: call #3 was 'vm deallocate', scenario expected 'vm generalize'" in (
         result.stderr
     )
