@@ -68,3 +68,15 @@ def test_the_test_suite_runs_on_every_push_and_pull_request_as_ci_runs_it() -> N
     assert step["run"] == "sudo --preserve-env=CI,PYTHON,PATH ./run test"
     ci_run = (WORKFLOWS[0].parent.parent.parent / ".ci" / "run").read_text()
     assert ci_run.rstrip().endswith("./run test")
+
+
+def test_the_pulumi_step_gives_capture_what_it_needs_to_log_in_again() -> None:
+    # scripts/azure/capture.sh runs inside `pulumi up`, after the job's azure/login has
+    # expired, and logs in again with a fresh GitHub OIDC token: it needs the job's
+    # id-token permission and the app registration's IDs in its environment.
+    job = yaml.safe_load((WORKFLOWS[0].parent / "pulumi.yml").read_text())["jobs"]["pulumi"]
+    assert job["permissions"]["id-token"] == "write"
+    (step,) = [s for s in job["steps"] if s.get("uses", "").startswith("pulumi/actions@")]
+    env = {**job.get("env", {}), **step.get("env", {})}
+    assert env["AZURE_CLIENT_ID"] == "${{ vars.AZURE_CLIENT_ID }}"
+    assert env["AZURE_TENANT_ID"] == "${{ vars.AZURE_TENANT_ID }}"
