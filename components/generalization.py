@@ -59,7 +59,9 @@ class Generalization(pulumi.ComponentResource):
             ),
             delete=capture.delete,
             environment=capture.environment,
-            triggers=[vm.vm_id, capture.script.sha256],
+            # Only a new VM instance captures again: an edited capture.sh is for the next
+            # builder, and running it on a generalized VM would do nothing anyway.
+            triggers=[vm.vm_id],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.in_guest], deleted_with=vm),
         )
         self.register_outputs({"captureStdout": self.capture.stdout})

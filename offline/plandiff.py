@@ -1,17 +1,23 @@
-"""Compare the offline plans of two git revisions, image by image.
+"""Compare what `pulumi up` would do between two sides of a change, offline.
 
-    python -m offline.plan diff BASE HEAD [--stack dev|prod|all]
-                                                [--format markdown|text|json]
+    python -m offline.plan diff [BASE [HEAD]] [--stack STACK|all]
+                                [--format text|markdown|json] [--destroy]
 
-`diff_plans(before, after)` is pure: two dicts from `plan.build_plan` in, a list of
-changes out. `plan_at(rev, stack)` exports a revision with `git archive` into a temporary
-directory and runs that tree's own `python -m offline.plan STACK --format json` with
-this interpreter, so each side is planned by its own code. No credentials, no Pulumi CLI.
+BASE is the deployed side (a git revision, default HEAD); HEAD is a revision or WORKTREE,
+the working tree with its uncommitted edits (the default). Each side's program is run
+under the mock engine by this checkout's tooling (`offline.snapshot`, one interpreter per
+side), and the two are compared at two levels:
 
-A change is DANGEROUS when `pulumi up` would replace something published: a gallery
-version whose create-only inputs changed (source, replication mode, logical name), or a
-definition or gallery whose identity changed. Azure cannot update those in place, and a
-protected resource makes `pulumi up` stop instead.
+- image level (`diff_plans`, pure: two `plan.build_plan` dicts in, summary lines out):
+  versions added and removed, regions and replicas, builders created, rebuilt and
+  retired, consumers moved;
+- resource level (`changes.diff`): what the engine does to each resource, and
+  `refusals.check` over it: REFUSED where Azure rejects the change for the state the
+  resource is in, DANGEROUS where a published gallery, definition or version (or the
+  group holding them) would be replaced or deleted.
+
+Exit codes: 0 nothing refused or dangerous, 1 a stack does not plan, 2 a usage or git
+error, 3 DANGEROUS (and nothing refused), 4 REFUSED. No credentials, no Pulumi CLI.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from offline import changes, refusals
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 # Inputs of a version that Azure cannot change on an existing version.
@@ -43,14 +51,14 @@ EMPTY_PLAN: dict[str, Any] = {"gallery": {}, "images": {}}
 
 @dataclass(frozen=True)
 class Change:
-    """One image-level difference between two plans."""
+    """One image-level difference between two plans: a summary line, no verdict (the
+    resource-level findings say what Azure refuses and what is dangerous)."""
 
     stack: str
     text: str
-    dangerous: bool = False
 
     def line(self) -> str:
-        return f"DANGEROUS: {self.text}" if self.dangerous else self.text
+        return self.text
 
 
 def _vkey(number: str) -> tuple[int, ...]:
@@ -78,27 +86,34 @@ def _label(c: Mapping[str, Any]) -> str:
     return f"{c['imageName']} {c.get('image') or c['at']}"
 
 
+def _how(c: Mapping[str, Any]) -> str:
+    """How a consumer's instances reach the image it moves to, when not by replacement."""
+    if c["kind"] != "scaleSet":
+        return ""
+    if c.get("automaticOsUpgrade"):
+        return " (automatic OS image upgrade)"
+    if c.get("upgrade") == "Manual":
+        return " (upgradePolicy Manual: running instances keep their image until upgraded)"
+    return f" ({c.get('upgrade')} upgrade of the scale set model)" if c.get("upgrade") else ""
+
+
 def _kind(kind: str) -> str:
     return "scale set" if kind == "scaleSet" else "vm"
 
 
 def _version_changes(
     name: str, number: str, old: Mapping[str, Any], new: Mapping[str, Any]
-) -> tuple[list[str], list[str]]:
-    """(dangerous, ordinary) change texts of one version present on both sides."""
+) -> list[str]:
+    """Change texts of one version present on both sides, fixed fields first."""
     what = f"version {name} {number}"
     # A version whose program pins its source (ignore_changes) keeps the one it has.
     pinned = "storageProfile.source" in new.get("ignoreChanges", [])
     kept = ("source", "sourceKind") if pinned else ()
-    replaced = [
-        f"{field} {old.get(field)} -> {new.get(field)}"
+    fixed = [
+        f"{what}: {field} {old.get(field)} -> {new.get(field)}"
         for field in VERSION_CREATE_ONLY
         if field not in kept and old.get(field) != new.get(field)
     ]
-    dangerous = []
-    if replaced:
-        guard = " (protected: pulumi up will refuse)" if old.get("protected") else ""
-        dangerous.append(f"{what} would be replaced{guard}: {'; '.join(replaced)}")
     ordinary = []
     if pinned and old.get("source") != new.get("source"):
         ordinary.append(f"{what}: keeps its source (published versions never change it)")
@@ -113,11 +128,7 @@ def _version_changes(
         if a["replicas"] != b["replicas"]:
             ordinary.append(f"{what}: {region} replicas {a['replicas']} -> {b['replicas']}")
         if a["storage"] != b["storage"]:
-            # Azure does not update a target region's storage account type.
-            dangerous.append(
-                f"{what}: {region} storage {a['storage']} -> {b['storage']} cannot change "
-                "in place; publish a new version with the new storage"
-            )
+            ordinary.append(f"{what}: {region} storage {a['storage']} -> {b['storage']}")
     for field, label in (("excludeFromLatest", "excludeFromLatest"), ("endOfLifeDate", "EOL")):
         if old.get(field) != new.get(field):
             ordinary.append(f"{what}: {label} {old.get(field)} -> {new.get(field)}")
@@ -128,7 +139,7 @@ def _version_changes(
         ordinary.append(f"builder of {name} {number} created (VM {nb['vm']})")
     elif ob and nb and ob.get("fingerprint") != nb.get("fingerprint"):
         ordinary.append(f"builder of {name} {number} rebuilt (VM {nb['vm']})")
-    return dangerous, sorted(ordinary)
+    return fixed + sorted(ordinary)
 
 
 def diff_plans(
@@ -138,8 +149,8 @@ def diff_plans(
     stack = stack or str(after.get("stack") or before.get("stack") or "")
     out: list[Change] = []
 
-    def add(text: str, dangerous: bool = False) -> None:
-        out.append(Change(stack, text, dangerous))
+    def add(text: str) -> None:
+        out.append(Change(stack, text))
 
     old_g, new_g = before.get("gallery") or {}, after.get("gallery") or {}
     if old_g.get("name") and new_g.get("name"):
@@ -149,7 +160,7 @@ def diff_plans(
             if old_g.get(f) != new_g.get(f)
         ]
         if moved:
-            add(f"gallery would be replaced with every image in it: {'; '.join(moved)}", True)
+            add(f"gallery {'; '.join(moved)}")
     old_share = {s["principalId"]: s for s in old_g.get("sharedWith", [])}
     new_share = {s["principalId"]: s for s in new_g.get("sharedWith", [])}
     for pid in sorted(new_share.keys() - old_share.keys()):
@@ -178,7 +189,7 @@ def diff_plans(
             if old_i.get(f) != new_i.get(f)
         ]
         if changed:
-            add(f"image {name} definition would be replaced: {'; '.join(changed)}", True)
+            add(f"image {name} definition: {'; '.join(changed)}")
         old_v, new_v = old_i.get("versions", {}), new_i.get("versions", {})
         for number in sorted(new_v.keys() - old_v.keys(), key=_vkey):
             add(f"version {name} {number} added: {_where(new_v[number]['regions'])}")
@@ -186,10 +197,7 @@ def diff_plans(
             guard = " (protected: pulumi up will refuse)" if old_v[number].get("protected") else ""
             add(f"version {name} {number} removed{guard}")
         for number in sorted(old_v.keys() & new_v.keys(), key=_vkey):
-            dangerous, ordinary = _version_changes(name, number, old_v[number], new_v[number])
-            for text in dangerous:
-                add(text, True)
-            for text in ordinary:
+            for text in _version_changes(name, number, old_v[number], new_v[number]):
                 add(text)
 
     old_c, new_c = _consumers(before), _consumers(after)
@@ -201,67 +209,178 @@ def diff_plans(
     for key in sorted(old_c.keys() & new_c.keys()):
         a, b = old_c[key], new_c[key]
         if (a["imageName"], a["at"], a["follows"]) != (b["imageName"], b["at"], b["follows"]):
-            add(f"{_kind(key[0])} {key[1]} moves from {_label(a)} to {_label(b)}")
+            add(f"{_kind(key[0])} {key[1]} moves from {_label(a)} to {_label(b)}{_how(b)}")
         if a.get("capacity") != b.get("capacity"):
             add(f"{_kind(key[0])} {key[1]} capacity {a.get('capacity')} -> {b.get('capacity')}")
         if a.get("region") != b.get("region"):
             add(f"{_kind(key[0])} {key[1]} moves from {a.get('region')} to {b.get('region')}")
-    # Dangerous first, so a reviewer cannot miss them.
-    return sorted(out, key=lambda c: not c.dangerous)
+    return out
+
+
+# One stack, both levels
+
+
+@dataclass
+class StackDiff:
+    """A stack's comparison: image-level summary, resource-level actions and findings."""
+
+    summary: list[Change]
+    actions: list[changes.Action]
+    findings: list[refusals.Finding]
+
+    @property
+    def refused(self) -> int:
+        return sum(f.level == refusals.REFUSED for f in self.findings)
+
+    @property
+    def dangerous(self) -> int:
+        return sum(f.level == refusals.DANGEROUS for f in self.findings)
+
+
+def compare(before: Mapping[str, Any], after: Mapping[str, Any], stack: str) -> StackDiff:
+    """Two snapshots (`offline.snapshot`) of one stack -> both levels of the diff."""
+    found = changes.diff(
+        changes.load(before.get("resources", [])), changes.load(after.get("resources", []))
+    )
+    return StackDiff(
+        diff_plans(before.get("plan") or EMPTY_PLAN, after.get("plan") or EMPTY_PLAN, stack),
+        found.changed(),
+        refusals.check(found),
+    )
+
+
+def exit_code(results: Mapping[str, StackDiff | str]) -> int:
+    """0 clean; 1 a stack does not plan; 3 DANGEROUS only; 4 any REFUSED (2: usage/git)."""
+    if any(isinstance(r, str) for r in results.values()):
+        return 1
+    diffs = [r for r in results.values() if isinstance(r, StackDiff)]
+    if any(d.refused for d in diffs):
+        return 4
+    if any(d.dangerous for d in diffs):
+        return 3
+    return 0
 
 
 # Rendering
 
+_OP_ORDER = (
+    changes.REPLACE,
+    changes.DELETE,
+    changes.UPDATE,
+    changes.CREATE,
+    changes.FORGET,
+    changes.SKIP_DELETE,
+)
 
-def render(changes: Mapping[str, list[Change] | str], fmt: str, base: str, head: str) -> str:
-    """`changes`: stack -> its changes, or an error text when a side does not plan."""
+
+def _ordered(actions: Sequence[changes.Action]) -> list[changes.Action]:
+    return sorted(actions, key=lambda a: (_OP_ORDER.index(a.op), a.name, a.urn))
+
+
+def _counts(actions: Sequence[changes.Action]) -> str:
+    counts = [(op, sum(a.op == op for a in actions)) for op in _OP_ORDER]
+    return ", ".join(f"{n} {op}" for op, n in counts if n) or "none"
+
+
+def _headline(d: StackDiff) -> str:
+    return (
+        f"{len(d.summary)} image-level change(s), {len(d.actions)} resource action(s) "
+        f"({_counts(d.actions)}); {d.refused} refused, {d.dangerous} dangerous"
+    )
+
+
+def render(results: Mapping[str, StackDiff | str], fmt: str, base: str, head: str) -> str:
+    """`results`: stack -> its diff, or an error text when a side does not plan."""
     if fmt == "json":
         return json.dumps(
             {
                 "base": base,
                 "head": head,
+                "exitCode": exit_code(results),
                 "stacks": {
-                    s: {"error": v} if isinstance(v, str) else {"changes": [asdict(c) for c in v]}
-                    for s, v in changes.items()
+                    s: {"error": v}
+                    if isinstance(v, str)
+                    else {
+                        "changes": [c.text for c in v.summary],
+                        "findings": [asdict(f) | {"line": f.line()} for f in v.findings],
+                        "actions": [asdict(a) | {"line": a.line()} for a in _ordered(v.actions)],
+                    }
+                    for s, v in results.items()
                 },
             },
             indent=2,
             sort_keys=True,
         )
     if fmt == "markdown":
-        out = [f"## Image plan diff `{base}` → `{head}`", ""]
-        for stack, found in changes.items():
-            out.append(f"### Stack `{stack}`")
-            if isinstance(found, str):
-                out += ["", "```", found, "```", ""]
-                continue
-            danger = sum(c.dangerous for c in found)
-            if danger:
-                out.append(
-                    f"\n> [!WARNING]\n> {danger} change(s) would replace a published resource."
-                )
-            out.append("")
-            out += [
-                f"- **DANGEROUS**: {c.text}" if c.dangerous else f"- {c.text}" for c in found
-            ] or ["No image-level changes."]
-            out.append("")
-        out.append("_Offline plan under Pulumi mocks: no credentials, no `pulumi preview`._")
-        return "\n".join(out)
+        return _markdown(results, base, head)
     lines = [f"plan diff {base} -> {head}"]
-    for stack, found in changes.items():
+    for stack, found in results.items():
         if isinstance(found, str):
             lines += [f"stack {stack}: does not plan", *("  " + x for x in found.splitlines())]
             continue
-        lines.append(f"stack {stack}: " + (f"{len(found)} change(s)" if found else "no changes"))
-        lines += [f"  {c.line()}" for c in found]
+        if not (found.summary or found.actions):
+            lines.append(f"stack {stack}: no changes")
+            continue
+        lines.append(f"stack {stack}: {_headline(found)}")
+        lines += [f"  {f.line()}" for f in found.findings]
+        lines += [f"  {c.line()}" for c in found.summary]
+        if found.actions:
+            lines.append("  resources:")
+            lines += [f"    {a.line()}" for a in _ordered(found.actions)]
     return "\n".join(lines)
 
 
-# Git plumbing
+def _markdown(results: Mapping[str, StackDiff | str], base: str, head: str) -> str:
+    out = [f"## Image plan diff {base} → {head}", ""]
+    for stack, found in results.items():
+        out.append(f"### Stack `{stack}`")
+        if isinstance(found, str):
+            out += ["", "```", found, "```", ""]
+            continue
+        if found.refused:
+            out.append(
+                f"\n> [!CAUTION]\n> {found.refused} change(s) Azure refuses in the state the "
+                "resources are in: `pulumi up` would fail part-way."
+            )
+        if found.dangerous:
+            out.append(
+                f"\n> [!WARNING]\n> {found.dangerous} change(s) would replace or delete "
+                "something published."
+            )
+        out.append("")
+        out += [f"- **{f.level}**: {f.line().split(': ', 1)[1]}" for f in found.findings]
+        out += [f"- {c.text}" for c in found.summary] or (
+            [] if found.findings else ["No image-level changes."]
+        )
+        if found.actions:
+            out += [
+                "",
+                f"<details><summary>Resource-level actions: {_counts(found.actions)}</summary>",
+                "",
+                "| action | resource | what | why |",
+                "| --- | --- | --- | --- |",
+            ]
+            for a in _ordered(found.actions):
+                what = ", ".join(f"`{p}`" for p in a.paths) or "—"
+                why = "; ".join(a.reasons) or "—"
+                if a.protected and a.op in (changes.REPLACE, changes.DELETE):
+                    why += " (protected: pulumi up refuses)"
+                out.append(f"| {a.op} | `{a.name}` | {what} | {why} |")
+            out += ["", "</details>"]
+        out.append("")
+    out.append("_Offline plan under Pulumi mocks: no credentials, no `pulumi preview`._")
+    return "\n".join(out)
+
+
+# Sides: a git revision or the working tree
 
 
 class PlanError(Exception):
     """A revision could not be exported or planned."""
+
+
+WORKTREE = "WORKTREE"
+"""The side that is the working tree as it is, uncommitted edits included."""
 
 
 def _git(*args: str, cwd: Path = PROJECT_DIR) -> str:
@@ -279,23 +398,38 @@ def export(rev: str, into: Path, repo: Path = PROJECT_DIR) -> Path:
     data = subprocess.run(["git", "archive", "--format=tar", spec], cwd=repo, capture_output=True)
     if data.returncode != 0:
         raise PlanError(f"git archive {rev}: {data.stderr.decode(errors='replace').strip()}")
+    into.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data.stdout)) as tar:
         tar.extractall(into, filter="data")
     return into
+
+
+def describe(side: str, repo: Path = PROJECT_DIR) -> str:
+    """'HEAD (a111db1)', or 'working tree (uncommitted changes included)'."""
+    if side == WORKTREE:
+        dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=repo)
+        return "working tree" + (" (uncommitted changes included)" if dirty else " (clean)")
+    commit = _git("rev-parse", "--short", "--verify", f"{side}^{{commit}}", cwd=repo)
+    return side if side == commit else f"{side} ({commit})"
 
 
 def stacks_in(tree: Path) -> list[str]:
     return sorted(p.name.split(".")[1] for p in tree.glob("Pulumi.*.yaml"))
 
 
-def plan_tree(tree: Path, stack: str) -> dict[str, Any]:
-    """The tree's own offline plan of `stack`, run with this interpreter, cwd = the tree."""
+def snapshot_tree(tree: Path, stack: str, tooling: Path) -> dict[str, Any]:
+    """`tree`'s program for `stack`, recorded by this checkout's tooling (see snapshot.py).
+
+    `tooling` is a directory holding only this package, so the tree's own `offline/` (or
+    its absence, in old revisions) cannot change how a side is recorded.
+    """
     if stack not in stacks_in(tree):
-        return {**EMPTY_PLAN, "stack": stack}
+        return {"stack": stack, "plan": {**EMPTY_PLAN, "stack": stack}, "resources": []}
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(tooling), str(tree)])
     done = subprocess.run(
-        [sys.executable, "-m", "offline.plan", stack, "--format", "json"],
+        [sys.executable, "-P", "-m", "offline.snapshot", "--project-dir", str(tree), stack],
         cwd=tree,
         env=env,
         capture_output=True,
@@ -304,37 +438,50 @@ def plan_tree(tree: Path, stack: str) -> dict[str, Any]:
     )
     if done.returncode != 0:
         raise PlanError((done.stderr or done.stdout).strip())
-    text = done.stdout
-    start = text.find("{")  # tolerate anything printed before the JSON document
     try:
-        plan: dict[str, Any] = json.JSONDecoder().raw_decode(text[start:])[0]
-    except (ValueError, json.JSONDecodeError) as err:
-        raise PlanError(f"no JSON plan from {tree}: {err}") from None
-    return plan
+        data: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError as err:
+        raise PlanError(f"no snapshot from {tree}: {err}") from None
+    return data
 
 
-def diff_revisions(
-    base: str, head: str, stacks: Sequence[str] | None = None, repo: Path = PROJECT_DIR
-) -> dict[str, list[Change] | str]:
-    """Per stack, the changes from `base` to `head`, or the error text if a side fails."""
+def diff_sides(
+    base: str,
+    head: str,
+    stacks: Sequence[str] | None = None,
+    *,
+    destroy: bool = False,
+    repo: Path = PROJECT_DIR,
+) -> dict[str, StackDiff | str]:
+    """Per stack, the diff from `base` to `head` (revisions or WORKTREE), or the error text
+    of a side that does not plan. With `destroy`, `head` is ignored: nothing is left."""
     with tempfile.TemporaryDirectory(prefix="plandiff-") as tmp:
-        trees = {
-            rev: export(rev, Path(tmp) / side, repo) for side, rev in (("a", base), ("b", head))
-        }
-        names = (
-            list(stacks)
-            if stacks
-            else sorted(set(stacks_in(trees[base])) | set(stacks_in(trees[head])))
-        )
+        tooling = Path(tmp) / "tooling"
+        tooling.mkdir()
+        (tooling / "offline").symlink_to(Path(__file__).resolve().parent)
+        trees: dict[str, Path] = {}
+        for side, rev in (("a", base), ("b", head)):
+            if rev not in trees:
+                trees[rev] = repo if rev == WORKTREE else export(rev, Path(tmp) / side, repo)
+        known = sorted(set(stacks_in(trees[base])) | set(stacks_in(trees[head])))
+        names = list(stacks) if stacks else known
+        unknown = [s for s in names if s not in known]
+        if unknown:
+            raise PlanError(
+                f"unknown stack {', '.join(repr(s) for s in unknown)}; known: {', '.join(known)}"
+            )
 
-        def one(stack: str) -> list[Change] | str:
-            plans = []
+        def one(stack: str) -> StackDiff | str:
+            sides = []
             for rev in (base, head):
+                if destroy and rev is head and rev is not base:
+                    sides.append({"stack": stack, "resources": []})
+                    continue
                 try:
-                    plans.append(plan_tree(trees[rev], stack))
+                    sides.append(snapshot_tree(trees[rev], stack, tooling))
                 except PlanError as err:
                     return f"{rev}: {err}"
-            return diff_plans(plans[0], plans[1], stack)
+            return compare(sides[0], sides[1], stack)
 
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             return dict(zip(names, pool.map(one, names), strict=True))
@@ -343,19 +490,42 @@ def diff_revisions(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m offline.plan diff",
-        description="Compare the offline plans of two git revisions, image by image.",
+        description=(
+            "Compare what pulumi up would do between two sides, offline: an image-level "
+            "summary, Azure's refusals (REFUSED) and replacements of published images "
+            "(DANGEROUS), and every resource's action. Exit 0 clean, 1 a stack does not "
+            "plan, 2 usage or git error, 3 DANGEROUS, 4 REFUSED."
+        ),
     )
-    parser.add_argument("base", help="base revision (e.g. origin/main)")
-    parser.add_argument("head", help="head revision (e.g. HEAD)")
+    parser.add_argument(
+        "base", nargs="?", default="HEAD", help="base revision, the deployed side (default HEAD)"
+    )
+    parser.add_argument(
+        "head",
+        nargs="?",
+        default=WORKTREE,
+        help=f"head revision, or {WORKTREE} for the working tree with uncommitted edits "
+        f"(default {WORKTREE})",
+    )
     parser.add_argument("--stack", default="all", help="stack name or 'all' (default)")
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    parser.add_argument(
+        "--destroy",
+        action="store_true",
+        help="what pulumi destroy of BASE would do (HEAD is not used)",
+    )
     args = parser.parse_args(argv)
     try:
-        changes = diff_revisions(
-            args.base, args.head, None if args.stack == "all" else [args.stack]
+        results = diff_sides(
+            args.base,
+            args.head,
+            None if args.stack == "all" else [args.stack],
+            destroy=args.destroy,
         )
+        base = describe(args.base)
+        head = "pulumi destroy" if args.destroy else describe(args.head)
     except PlanError as err:
         print(f"plan diff: {err}", file=sys.stderr)
         return 2
-    print(render(changes, args.format, args.base, args.head))
-    return 1 if any(isinstance(v, str) for v in changes.values()) else 0
+    print(render(results, args.format, base, head))
+    return exit_code(results)
