@@ -222,11 +222,11 @@ def _replace_reasons(old: Registered, new: Registered, paths: Sequence[str]) -> 
     tops = sorted({p.split(".")[0] for p in paths})
     create_only = [*_URL_INPUTS, _NAME_INPUT.get(new.type, "")]
     forced = [t for t in tops if t in create_only]
-    forced += [
-        t for t in tops if _under(t, _PROVIDER_REPLACES.get(new.type, ())) and t not in forced
-    ]
     if forced:
         reasons.append(f"{', '.join(forced)} cannot change in place")
+    renewing = [t for t in tops if _under(t, _PROVIDER_REPLACES.get(new.type, ()))]
+    if renewing:
+        reasons.append(f"{', '.join(renewing)} changed")
     hits = sorted({root for p in paths if (root := _under(p, new.replace_on_changes))})
     if hits:
         reasons.append(f"replace_on_changes {', '.join(hits)}")

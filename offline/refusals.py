@@ -61,7 +61,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "generalized-vm-update",
         "VirtualMachine",
-        "generalized (after capture)",
+        "the VM is generalized after capture",
         "OperationNotAllowedOnGeneralizedVM",
         "https://learn.microsoft.com/azure/virtual-machines/capture-image-resource",
         "a builder keeps what it was created with; change what its fingerprint covers "
@@ -70,7 +70,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "extension-on-stopped-vm",
         "VirtualMachineRunCommand",
-        "its VM deallocated and generalized",
+        "its VM is deallocated and generalized after capture",
         "OperationNotAllowed: extensions cannot be changed while the VM is not running",
         "https://learn.microsoft.com/azure/virtual-machines/run-command-managed",
         "run commands go with their builder; rebuild the builder (a new fingerprint) "
@@ -79,7 +79,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "version-region-added-without-source",
         "GalleryImageVersion",
-        "its source (managed image or builder VM) retired",
+        "the version's source, a managed image or builder VM, was retired",
         "replication to a new region reads the version's source, which no longer exists",
         "https://learn.microsoft.com/azure/virtual-machines/update-image-resources; "
         "https://github.com/MicrosoftDocs/azure-docs/issues/28793",
@@ -89,7 +89,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "version-region-removed-without-safety",
         "GalleryImageVersion",
-        "safetyProfile.allowDeletionOfReplicatedLocations false in Azure",
+        "the deployed safetyProfile.allowDeletionOfReplicatedLocations is false",
         "removing a replicated region is not allowed by the version's safety profile",
         "https://learn.microsoft.com/rest/api/compute/gallery-image-versions/create-or-update"
         " (GalleryImageVersionSafetyProfile.allowDeletionOfReplicatedLocations)",
@@ -99,7 +99,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "version-storage-type",
         "GalleryImageVersion",
-        "published",
+        "a published version",
         "PropertyChangeNotAllowed: a target region's storageAccountType cannot change",
         "https://learn.microsoft.com/azure/virtual-machines/update-image-resources",
         "publish a new version with the new storage type",
@@ -107,7 +107,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "version-replication-mode",
         "GalleryImageVersion",
-        "published",
+        "a published version",
         "PropertyChangeNotAllowed: replicationMode cannot change",
         "https://learn.microsoft.com/rest/api/compute/gallery-image-versions/create-or-update"
         " (GalleryImageVersionPublishingProfile.replicationMode)",
@@ -116,7 +116,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "version-source",
         "GalleryImageVersion",
-        "published",
+        "a published version",
         "PropertyChangeNotAllowed: storageProfile.source cannot change",
         "https://learn.microsoft.com/azure/virtual-machines/update-image-resources",
         "publish a new version from the new source",
@@ -124,7 +124,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "definition-immutable",
         "GalleryImage",
-        "created",
+        "fixed when the definition is created",
         "PropertyChangeNotAllowed: identifier, osType, osState, hyperVGeneration, "
         "architecture and features are fixed at creation",
         "https://learn.microsoft.com/azure/virtual-machines/update-image-resources",
@@ -133,7 +133,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "managed-image-immutable",
         "Image",
-        "created",
+        "fixed when the image is captured",
         "PropertyChangeNotAllowed: a managed image cannot change its source or generation",
         "https://learn.microsoft.com/rest/api/compute/images/update",
         "capture a new managed image from a new builder",
@@ -141,7 +141,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "vm-image-reference",
         "VirtualMachine",
-        "created",
+        "fixed when the VM is created",
         "PropertyChangeNotAllowed: a VM's imageReference cannot change in place",
         "https://learn.microsoft.com/azure/virtual-machines/linux/cli-ps-findimage",
         "recreate the VM (replace_on_changes on storageProfile.imageReference)",
@@ -149,7 +149,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "role-assignment-exists",
         "RoleAssignment",
-        "an assignment of the same principal, role and scope exists",
+        "the same principal, role and scope is assigned already",
         "RoleAssignmentExists",
         "https://learn.microsoft.com/azure/role-based-access-control/troubleshooting",
         "delete the old assignment before creating the new one (delete_before_replace)",
@@ -157,7 +157,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "subnet-in-use",
         "Subnet",
-        "network interfaces attached",
+        "network interfaces are attached",
         "InUseSubnetCannotBeUpdated: the address range of a subnet in use cannot change",
         "https://learn.microsoft.com/azure/virtual-network/virtual-network-manage-subnet",
         "retire the builders (or move the consumers) first, or add a new subnet",
@@ -180,9 +180,10 @@ class Finding:
     def line(self) -> str:
         if self.level == REFUSED:
             rule = _RULE[self.rule]
+            state = f"{rule.state}: {self.note}" if self.note else rule.state
             return (
-                f"REFUSED: {self.resource}: {self.change} while {rule.state}: Azure answers "
-                f"{rule.azure} ({rule.source}); instead: {rule.instead}"
+                f"REFUSED: {self.resource}: {self.change} ({state}); Azure answers "
+                f"{rule.azure} [{rule.source}]; instead: {rule.instead}"
             )
         return f"DANGEROUS: {self.resource}: {self.change}" + (
             f"; {self.note}" if self.note else ""
@@ -380,11 +381,14 @@ def _subnets(d: Diff) -> Iterator[Finding]:
             and a.op not in (DELETE, REPLACE)
         )
         if attached:
+            old = d.before[action.urn].inputs.get("addressPrefix")
+            new = d.after[action.urn].inputs.get("addressPrefix") if action.urn in d.after else None
             yield Finding(
                 REFUSED,
                 action.name,
-                f"addressPrefix changed with {', '.join(attached)} attached",
+                f"addressPrefix {old} -> {new}",
                 "subnet-in-use",
+                note=", ".join(attached),
             )
 
 
@@ -398,20 +402,23 @@ def _published(d: Diff) -> Iterator[Finding]:
             continue
         verb = "replaced" if action.op == REPLACE else "deleted"
         why = f" ({'; '.join(action.reasons)})" if action.reasons else ""
-        note = (
-            "protected: pulumi up refuses and stops; publish a new version instead"
-            if action.protected
-            else "consumers of it lose their image; publish a new version instead"
-        )
+        if action.protected:
+            note = "protected: pulumi up refuses and stops"
+        elif action.op == REPLACE:
+            note = "VMs and scale sets using it lose their image; publish a new version instead"
+        else:
+            note = "VMs and scale sets using it can no longer be created or scaled out from it"
         yield Finding(DANGEROUS, action.name, f"published {kind} would be {verb}{why}", note=note)
     for action in d.actions:
-        if action.type != GROUP_T or action.op not in (REPLACE, DELETE):
+        # A protected group is never deleted (the engine stops first).
+        if action.type != GROUP_T or action.op not in (REPLACE, DELETE) or action.protected:
             continue
         group = str(d.before[action.urn].inputs.get("resourceGroupName", ""))
         kept = sorted(
             r.name
             for r in d.before.values()
-            if str(r.inputs.get("resourceGroupName", "")) == group
+            if r.type != GROUP_T
+            and str(r.inputs.get("resourceGroupName", "")) == group
             and (r.retain_on_delete or r.protect)
         )
         if kept:

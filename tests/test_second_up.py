@@ -1,0 +1,666 @@
+"""The second `pulumi up`: real edits of the dev and prod stack files, before and after.
+
+Each scenario runs the real program twice under the mock engine (the committed stack file,
+then the file with one edit a user makes) and asserts what the engine would do to every
+resource (`offline.changes`) and what Azure would refuse or what would be dangerous
+(`offline.refusals`). The base run stands for the state the previous `pulumi up` left.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime.proto import resource_pb2
+
+from offline import changes, engine, refusals
+from offline.engine import Registered
+
+Config = dict[str, Any]
+Edit = Callable[[Config], None]
+
+
+@cache
+def _base(stack: str) -> tuple[Registered, ...]:
+    return tuple(engine.run(stack).resources)
+
+
+def _run(stack: str, edit: Edit) -> list[Registered]:
+    config = copy.deepcopy(engine.stack_config(stack))
+    edit(config)
+    return engine.run(stack, config=config).resources
+
+
+def outcome(stack: str, edit: Edit, base: Edit | None = None) -> tuple[list[str], list[str]]:
+    """(changed resources' action lines, finding lines) from the stack file (or the stack
+    file with `base` applied) to the stack file with `edit` applied."""
+    before = list(_base(stack)) if base is None else _run(stack, base)
+
+    def both(c: Config) -> None:
+        if base is not None:
+            base(c)
+        edit(c)
+
+    d = changes.diff(before, _run(stack, both))
+    return [a.line() for a in d.changed()], [f.line() for f in refusals.check(d)]
+
+
+def image(c: Config, name: str) -> dict[str, Any]:
+    return next(i for i in c["imagefactory:images"] if i["name"] == name)
+
+
+def version(c: Config, name: str, number: str) -> dict[str, Any]:
+    return next(v for v in image(c, name)["versions"] if v["version"] == number)
+
+
+def refused(resource: str, change: str, rule: str) -> str:
+    return refusals.Finding(refusals.REFUSED, resource, change, rule).line()
+
+
+# --- everyday edits: nothing refused ---------------------------------------------------
+
+
+def test_a_new_tag_reaches_everything_but_the_builders() -> None:
+    actions, findings = outcome("prod", lambda c: c["imagefactory:tags"].update(team="web"))
+    assert actions == [
+        f"update {name}: tags.team"
+        for name in [
+            "build-network-nsg",
+            "build-network-vnet",
+            "consumers-eastus-nsg",
+            "consumers-westeurope-nsg",
+            "consumers-eastus-vnet",
+            "consumers-westeurope-vnet",
+            "scaleset-web-eu-vmss",
+            "scaleset-web-us-vmss",
+            "vmgroup-iis-us-000",
+            "vmgroup-iis-us-001",
+            "vmgroup-iis-us-000-nic",
+            "vmgroup-iis-us-001-nic",
+            "groups-build",
+            "groups-consumers-eastus",
+            "groups-consumers-westeurope",
+            "groups-images",
+            "gallery-gallery",
+            "gallery-iis",
+            "gallery-webserver",
+            "version-iis-1.0.0-version",
+            "version-webserver-1.0.0-version",
+            "version-webserver-1.1.0-version",
+        ]
+    ]
+    assert findings == []
+
+
+def test_a_changed_tag_value_on_dev() -> None:
+    actions, findings = outcome("dev", lambda c: c["imagefactory:tags"].update(owner="web-team"))
+    assert actions == [
+        f"update {name}: tags.owner"
+        for name in [
+            "build-network-nsg",
+            "build-network-vnet",
+            "consumers-eastus-nsg",
+            "consumers-eastus-vnet",
+            "scaleset-web-dev-vmss",
+            "groups-build",
+            "groups-consumers-eastus",
+            "groups-images",
+            "gallery-gallery",
+            "gallery-webserver",
+            "version-webserver-0.1.0-version",
+        ]
+    ]
+    assert findings == []
+
+
+def _rebuilt(image_: str, number: str, steps: list[str], *, managed_image: bool) -> list[str]:
+    build = f"build-{image_}-{number}"
+    vm = f"{build}-builder-vm"
+    lines = [
+        f"replace {vm} (replacement_trigger changed)",
+        f"replace {build}-generalize-generalize (replace_with {vm})",
+        f"replace {build}-generalize-capture (triggers changed)",
+    ]
+    if managed_image:
+        lines.append(f"replace {build}-capture-image (replace_with {vm})")
+    return lines + [f"replace {build}-provision-{s} (replace_with {vm})" for s in steps]
+
+
+WEB_STEPS = ["10-base", "20-webserver", "90-manifest", "audit"]
+IIS_STEPS = ["10-iis", "90-manifest", "audit"]
+
+
+def _by_name(lines: list[str]) -> list[str]:
+    return sorted(lines, key=lambda line: line.split(" ")[1])
+
+
+def test_a_longer_run_command_timeout_rebuilds_the_active_builders() -> None:
+    # A Run Command cannot be updated on a generalized VM: the new limit reaches a build
+    # through a new builder, never as an update of the old one's run commands.
+    actions, findings = outcome(
+        "prod", lambda c: c["imagefactory:builder"].update(runCommandTimeoutMinutes=120)
+    )
+    assert _by_name(actions) == _by_name(
+        _rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False)
+        + _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True)
+    )
+    assert findings == []
+
+
+def test_capture_limits_update_only_the_local_capture_command() -> None:
+    actions, findings = outcome(
+        "prod", lambda c: c["imagefactory:capture"].update(stopTimeoutSeconds=3600)
+    )
+    assert actions == [
+        "update build-iis-1.0.0-generalize-capture: environment.CAPTURE_STOP_TIMEOUT_SECONDS",
+        "update build-webserver-1.1.0-generalize-capture: environment.CAPTURE_STOP_TIMEOUT_SECONDS",
+    ]
+    assert findings == []
+
+
+def test_a_new_base_image_rebuilds_that_builder_and_leaves_the_version() -> None:
+    def edit(c: Config) -> None:
+        image(c, "webserver")["baseImage"] = {
+            "publisher": "Canonical",
+            "offer": "ubuntu-24_04-lts",
+            "sku": "server",
+            "version": "24.04.202610010",
+        }
+
+    actions, findings = outcome("prod", edit)
+    assert _by_name(actions) == _by_name(
+        _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True)
+    )
+    assert findings == []
+
+
+def _retired_web_build(number: str) -> list[str]:
+    build = f"build-webserver-{number}"
+    vm = f"{build}-builder-vm"
+    return [
+        f"delete {vm}",
+        f"delete {build}-builder-nic",
+        f"delete {build}-builder-ssh",
+        f"delete-skipped {build}-generalize-generalize (deleted with {vm})",
+        f"delete-skipped {build}-generalize-capture (deleted with {vm})",
+        f"delete {build}-capture-image",
+        *(f"delete-skipped {build}-provision-{s} (deleted with {vm})" for s in WEB_STEPS),
+    ]
+
+
+def _new_web_build(number: str) -> list[str]:
+    build = f"build-webserver-{number}"
+    return [
+        f"create {build}-builder-vm",
+        f"create {build}-builder-nic",
+        f"create {build}-builder-ssh",
+        f"create {build}-generalize-generalize",
+        f"create {build}-generalize-capture",
+        f"create {build}-capture-image",
+        *(f"create {build}-provision-{s}" for s in WEB_STEPS),
+    ]
+
+
+def test_retiring_a_builder_deletes_it_and_its_run_commands_go_with_the_vm() -> None:
+    actions, findings = outcome(
+        "prod", lambda c: version(c, "webserver", "1.1.0").update(builder="retired")
+    )
+    assert _by_name(actions) == _by_name(_retired_web_build("1.1.0"))
+    assert findings == []
+
+
+def test_publishing_a_new_version_and_retiring_the_last_builder() -> None:
+    # What `python -m offline.bump prod webserver` writes. web-us follows latest by
+    # automatic OS image upgrade, so its model does not change at all.
+    def bump(c: Config) -> None:
+        new = copy.deepcopy(version(c, "webserver", "1.1.0"))
+        new["version"] = "1.2.0"
+        version(c, "webserver", "1.1.0")["builder"] = "retired"
+        image(c, "webserver")["versions"].append(new)
+
+    actions, findings = outcome("prod", bump)
+    assert _by_name(actions) == _by_name(
+        [
+            *_retired_web_build("1.1.0"),
+            *_new_web_build("1.2.0"),
+            "create version-webserver-1.2.0-version",
+        ]
+    )
+    assert findings == []
+
+
+def test_retiring_every_builder_removes_the_build_network_and_group() -> None:
+    def retire(c: Config) -> None:
+        for img in c["imagefactory:images"]:
+            for v in img["versions"]:
+                v["builder"] = "retired"
+
+    actions, findings = outcome("prod", retire)
+    iis_vm = "build-iis-1.0.0-builder-vm"
+    assert _by_name(actions) == _by_name(
+        [
+            *_retired_web_build("1.1.0"),
+            f"delete {iis_vm}",
+            "delete build-iis-1.0.0-builder-nic",
+            "delete build-iis-1.0.0-builder-password",
+            f"delete-skipped build-iis-1.0.0-generalize-generalize (deleted with {iis_vm})",
+            f"delete-skipped build-iis-1.0.0-generalize-capture (deleted with {iis_vm})",
+            *(
+                f"delete-skipped build-iis-1.0.0-provision-{s} (deleted with {iis_vm})"
+                for s in IIS_STEPS
+            ),
+            "delete build-network-nsg",
+            "delete build-network-subnet",
+            "delete build-network-vnet",
+            "delete groups-build",
+        ]
+    )
+    assert findings == []
+
+
+def test_a_region_for_a_version_whose_builder_is_active() -> None:
+    def add(c: Config) -> None:
+        version(c, "webserver", "1.1.0")["regions"].append(
+            {"name": "northeurope", "replicas": 1, "storage": "Standard_ZRS"}
+        )
+
+    actions, findings = outcome("prod", add)
+    assert actions == ["update version-webserver-1.1.0-version: publishingProfile.targetRegions"]
+    assert findings == []
+
+
+def test_more_replicas_and_a_later_end_of_life() -> None:
+    def edit(c: Config) -> None:
+        version(c, "iis", "1.0.0")["regions"][0]["replicas"] = 3
+        version(c, "iis", "1.0.0")["endOfLifeDate"] = "2028-06-30"
+
+    actions, findings = outcome("prod", edit)
+    assert actions == [
+        "update version-iis-1.0.0-version: publishingProfile.endOfLifeDate, "
+        "publishingProfile.targetRegions"
+    ]
+    assert findings == []
+
+
+def test_removing_a_region_after_allowing_it_in_an_earlier_up() -> None:
+    def allow(c: Config) -> None:
+        version(c, "iis", "1.0.0")["allowDeletionOfReplicatedLocations"] = True
+
+    actions, findings = outcome(
+        "prod", lambda c: version(c, "iis", "1.0.0")["regions"].pop(), allow
+    )
+    assert actions == ["update version-iis-1.0.0-version: publishingProfile.targetRegions"]
+    assert findings == []
+    # The first step on its own: only the safety profile changes.
+    actions, findings = outcome("prod", allow)
+    assert actions == [
+        "update version-iis-1.0.0-version: safetyProfile.allowDeletionOfReplicatedLocations"
+    ]
+    assert findings == []
+
+
+def test_a_scale_set_moves_from_a_pinned_version_to_latest() -> None:
+    actions, findings = outcome(
+        "prod", lambda c: c["imagefactory:scaleSets"][1].update(version="latest")
+    )
+    assert actions == [
+        "update scaleset-web-eu-vmss: tags.imagefactory-version, "
+        "upgradePolicy.automaticOSUpgradePolicy, "
+        "virtualMachineProfile.storageProfile.imageReference"
+    ]
+    assert findings == []
+
+
+def test_scale_set_capacity() -> None:
+    actions, findings = outcome("prod", lambda c: c["imagefactory:scaleSets"][0].update(capacity=5))
+    assert actions == ["update scaleset-web-us-vmss: sku.capacity"]
+    assert findings == []
+
+
+def test_sharing_with_one_more_principal() -> None:
+    def share(c: Config) -> None:
+        c["imagefactory:gallery"]["sharing"].append(
+            {"principalId": "0b6e3d2a-1c4f-4a8b-9e7d-5f2c1a0b3d4e", "principalType": "User"}
+        )
+
+    actions, findings = outcome("prod", share)
+    assert actions == ["create gallery-reader-0b6e3d2a"]
+    assert findings == []
+
+
+def _iis_on_latest(c: Config) -> None:
+    c["imagefactory:vmGroups"][0]["version"] = "latest"
+
+
+def test_a_vm_group_on_latest_is_rebuilt_when_a_new_version_is_published() -> None:
+    # Azure resolves latest only when a VM is created: the group is rebuilt from the new
+    # version, so its tag never claims a version its VMs do not run.
+    def publish(c: Config) -> None:
+        new = copy.deepcopy(version(c, "iis", "1.0.0"))
+        new["version"] = "1.1.0"
+        version(c, "iis", "1.0.0")["builder"] = "retired"
+        image(c, "iis")["versions"].append(new)
+
+    actions, findings = outcome("prod", publish, _iis_on_latest)
+    old_vm, new_build = "build-iis-1.0.0-builder-vm", "build-iis-1.1.0"
+    assert _by_name(actions) == _by_name(
+        [
+            f"delete {old_vm}",
+            "delete build-iis-1.0.0-builder-nic",
+            "delete build-iis-1.0.0-builder-password",
+            f"delete-skipped build-iis-1.0.0-generalize-generalize (deleted with {old_vm})",
+            f"delete-skipped build-iis-1.0.0-generalize-capture (deleted with {old_vm})",
+            *(
+                f"delete-skipped build-iis-1.0.0-provision-{s} (deleted with {old_vm})"
+                for s in IIS_STEPS
+            ),
+            f"create {new_build}-builder-vm",
+            f"create {new_build}-builder-nic",
+            f"create {new_build}-builder-password",
+            f"create {new_build}-generalize-generalize",
+            f"create {new_build}-generalize-capture",
+            *(f"create {new_build}-provision-{s}" for s in IIS_STEPS),
+            "create version-iis-1.1.0-version",
+            "replace vmgroup-iis-us-000 (replace_on_changes storageProfile.imageReference)",
+            "replace vmgroup-iis-us-001 (replace_on_changes storageProfile.imageReference)",
+        ]
+    )
+    assert findings == []
+
+
+# --- edits Azure refuses: stopped in the preview ----------------------------------------
+
+
+def test_a_region_for_a_version_whose_source_is_retired_is_refused() -> None:
+    def add(c: Config) -> None:
+        version(c, "webserver", "1.0.0")["regions"].append(
+            {"name": "northeurope", "replicas": 1, "storage": "Standard_ZRS"}
+        )
+
+    actions, findings = outcome("prod", add)
+    assert actions == ["update version-webserver-1.0.0-version: publishingProfile.targetRegions"]
+    assert findings == [
+        refused(
+            "version-webserver-1.0.0-version",
+            "region northeurope added",
+            "version-region-added-without-source",
+        )
+    ]
+
+
+def test_removing_a_region_without_the_safety_profile_is_refused() -> None:
+    actions, findings = outcome("prod", lambda c: version(c, "iis", "1.0.0")["regions"].pop())
+    assert actions == ["update version-iis-1.0.0-version: publishingProfile.targetRegions"]
+    assert findings == [
+        refused(
+            "version-iis-1.0.0-version",
+            "region westeurope removed",
+            "version-region-removed-without-safety",
+        )
+    ]
+
+
+def test_allowing_and_removing_in_the_same_up_is_still_refused() -> None:
+    # Azure checks the safety profile the version has, not the one in the same request.
+    def both(c: Config) -> None:
+        version(c, "iis", "1.0.0")["regions"].pop()
+        version(c, "iis", "1.0.0")["allowDeletionOfReplicatedLocations"] = True
+
+    actions, findings = outcome("prod", both)
+    assert actions == [
+        "update version-iis-1.0.0-version: publishingProfile.targetRegions, "
+        "safetyProfile.allowDeletionOfReplicatedLocations"
+    ]
+    assert findings == [
+        refused(
+            "version-iis-1.0.0-version",
+            "region westeurope removed",
+            "version-region-removed-without-safety",
+        )
+    ]
+
+
+def test_a_regions_storage_type_cannot_change() -> None:
+    actions, findings = outcome(
+        "prod", lambda c: version(c, "iis", "1.0.0")["regions"][1].update(storage="Standard_ZRS")
+    )
+    assert actions == ["update version-iis-1.0.0-version: publishingProfile.targetRegions"]
+    assert findings == [
+        refused(
+            "version-iis-1.0.0-version",
+            "westeurope storage Standard_LRS -> Standard_ZRS",
+            "version-storage-type",
+        )
+    ]
+
+
+def test_the_replication_mode_cannot_change() -> None:
+    def shallow(c: Config) -> None:
+        v = version(c, "webserver", "1.0.0")
+        v["replicationMode"] = "Shallow"
+        for region in v["regions"]:
+            region["replicas"] = 1
+
+    actions, findings = outcome("prod", shallow)
+    assert actions == [
+        "update version-webserver-1.0.0-version: publishingProfile.replicationMode, "
+        "publishingProfile.targetRegions"
+    ]
+    assert findings == [
+        refused(
+            "version-webserver-1.0.0-version",
+            "replicationMode Full -> Shallow",
+            "version-replication-mode",
+        )
+    ]
+
+
+def test_a_definitions_identifier_cannot_change() -> None:
+    actions, findings = outcome(
+        "prod", lambda c: image(c, "iis")["identifier"].update(sku="windows-2025")
+    )
+    assert actions == ["update gallery-iis: identifier.sku"]
+    assert findings == [refused("gallery-iis", "update of identifier", "definition-immutable")]
+
+
+def test_the_builder_subnet_cannot_change_under_its_builders() -> None:
+    def move(c: Config) -> None:
+        c.setdefault("imagefactory:network", {})["builderSubnet"] = "10.42.2.0/24"
+
+    actions, findings = outcome("prod", move)
+    assert actions == ["update build-network-subnet: addressPrefix"]
+    assert findings == [
+        refusals.Finding(
+            refusals.REFUSED,
+            "build-network-subnet",
+            "addressPrefix 10.42.1.0/24 -> 10.42.2.0/24",
+            "subnet-in-use",
+            note="build-iis-1.0.0-builder-nic, build-webserver-1.1.0-builder-nic",
+        ).line()
+    ]
+
+
+def test_renaming_the_gallery_replaces_everything_published_in_it() -> None:
+    actions, findings = outcome(
+        "dev", lambda c: c["imagefactory:gallery"].update(name="imgf_dev_gallery2")
+    )
+    assert actions == [
+        "update scaleset-web-dev-vmss: virtualMachineProfile.storageProfile.imageReference",
+        "replace gallery-gallery (galleryName cannot change in place)",
+        "replace gallery-webserver (galleryName cannot change in place)",
+        "replace version-webserver-0.1.0-version (galleryName cannot change in place)",
+    ]
+    lose = "VMs and scale sets using it lose their image; publish a new version instead"
+    assert findings == [
+        f"DANGEROUS: gallery-gallery: published gallery would be replaced "
+        f"(galleryName cannot change in place); {lose}",
+        f"DANGEROUS: gallery-webserver: published image definition would be replaced "
+        f"(galleryName cannot change in place); {lose}",
+        f"DANGEROUS: version-webserver-0.1.0-version: published image version would be "
+        f"replaced (galleryName cannot change in place); {lose}",
+    ]
+
+
+# --- builders after capture: what the design rules out ------------------------------------
+
+
+def test_without_the_tag_freeze_a_tag_edit_would_be_refused() -> None:
+    """The rules see what the design prevents: drop ignore_changes from the builders and a
+    tag edit becomes updates of generalized VMs, which Azure refuses."""
+    after = _run("prod", lambda c: c["imagefactory:tags"].update(team="web"))
+    unfrozen = [
+        dataclasses.replace(r, ignore_changes=[]) if r.type == refusals.VM_T else r for r in after
+    ]
+    d = changes.diff(_base("prod"), unfrozen)
+    assert [f.line() for f in refusals.check(d)] == [
+        refused(vm, "update of tags.team", "generalized-vm-update")
+        for vm in ("build-iis-1.0.0-builder-vm", "build-webserver-1.1.0-builder-vm")
+    ]
+
+
+def test_a_run_command_edit_on_a_captured_builder_is_refused() -> None:
+    """A run command that changes while its VM stays (no rebuild) is an extension change
+    on a deallocated VM."""
+    after = [
+        dataclasses.replace(r, inputs={**r.inputs, "timeoutInSeconds": 1.0})
+        if r.name == "build-webserver-1.1.0-provision-audit"
+        else r
+        for r in _base("prod")
+    ]
+    d = changes.diff(_base("prod"), after)
+    assert [a.line() for a in d.changed()] == [
+        "update build-webserver-1.1.0-provision-audit: timeoutInSeconds"
+    ]
+    assert [f.line() for f in refusals.check(d)] == [
+        refused(
+            "build-webserver-1.1.0-provision-audit",
+            "update of timeoutInSeconds",
+            "extension-on-stopped-vm",
+        )
+    ]
+
+
+def test_a_role_assignment_replaced_create_first_is_refused() -> None:
+    renamed = [
+        dataclasses.replace(
+            r,
+            inputs={**r.inputs, "roleAssignmentName": "00000000-0000-0000-0000-000000000001"},
+            delete_before_replace=False,
+        )
+        if r.name == "gallery-reader-3f2a4c1e"
+        else r
+        for r in _base("prod")
+    ]
+    d = changes.diff(_base("prod"), renamed)
+    assert [a.line() for a in d.changed()] == [
+        "replace gallery-reader-3f2a4c1e (roleAssignmentName cannot change in place)"
+    ]
+    assert [f.line() for f in refusals.check(d)] == [
+        refused(
+            "gallery-reader-3f2a4c1e",
+            "replaced, the new one created before the old is deleted",
+            "role-assignment-exists",
+        )
+    ]
+
+
+# --- destroy --------------------------------------------------------------------------------
+
+
+def test_destroying_a_retain_on_delete_stack_keeps_the_group_that_holds_the_gallery() -> None:
+    before = _run("prod", lambda c: c.update({"imagefactory:protection": "retainOnDelete"}))
+    d = changes.diff(before, [])
+    kept = [a.line() for a in d.actions if a.op == changes.FORGET]
+    assert kept == [
+        f"forget {name} (retain_on_delete: Azure keeps it)"
+        for name in [
+            "groups-images",
+            "gallery-gallery",
+            "gallery-iis",
+            "gallery-webserver",
+            "version-iis-1.0.0-version",
+            "version-webserver-1.0.0-version",
+            "version-webserver-1.1.0-version",
+        ]
+    ]
+    assert refusals.check(d) == []
+
+
+def test_a_group_deleted_under_a_retained_gallery_is_dangerous() -> None:
+    """What the images group's own protection prevents: Azure deletes a group's contents."""
+    before = [
+        dataclasses.replace(r, retain_on_delete=False) if r.name == "groups-images" else r
+        for r in _run("prod", lambda c: c.update({"imagefactory:protection": "retainOnDelete"}))
+    ]
+    d = changes.diff(before, [])
+    assert [f.line() for f in refusals.check(d) if "groups-images" in f.line()] == [
+        "DANGEROUS: groups-images: resource group imgf-prod-images-rg would be deleted; Azure "
+        "deletes what it holds, including gallery-gallery, gallery-iis, gallery-webserver, "
+        "version-iis-1.0.0-version, version-webserver-1.0.0-version, "
+        "version-webserver-1.1.0-version, which Pulumi keeps (protect/retainOnDelete)"
+    ]
+
+
+def test_destroying_a_protected_stack_stops_at_the_published_images() -> None:
+    d = changes.diff(_base("prod"), [])
+    stops = "protected: pulumi up refuses and stops"
+    assert [f.line() for f in refusals.check(d)] == [
+        f"DANGEROUS: gallery-gallery: published gallery would be deleted; {stops}",
+        f"DANGEROUS: gallery-iis: published image definition would be deleted; {stops}",
+        f"DANGEROUS: gallery-webserver: published image definition would be deleted; {stops}",
+        f"DANGEROUS: version-iis-1.0.0-version: published image version would be deleted; {stops}",
+        f"DANGEROUS: version-webserver-1.0.0-version: published image version would be "
+        f"deleted; {stops}",
+        f"DANGEROUS: version-webserver-1.1.0-version: published image version would be "
+        f"deleted; {stops}",
+    ]
+
+
+# --- the engine the program needs -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("feature", "option"),
+    [
+        (resource_pb2.RESOURCE_MONITOR_FEATURE_REPLACEMENT_TRIGGER, "replacement_trigger"),
+        (resource_pb2.RESOURCE_MONITOR_FEATURE_REPLACE_WITH, "replace_with"),
+    ],
+)
+def test_an_engine_that_would_ignore_an_option_stops_the_program(feature: int, option: str) -> None:
+    monitor = engine.RecordingMonitor(engine.AzureMocks(), without_features=[feature])
+    with pytest.raises(pulumi.RunError) as err:
+        engine.run("dev", monitor=monitor)
+    assert str(err.value) == (
+        f"this Pulumi engine does not support the resource option(s) {option}, which this "
+        "program relies on (it would ignore them silently and update generalized builder VMs "
+        "in place, which Azure refuses); use Pulumi CLI 3.214.0 or newer (pulumi version; "
+        "https://www.pulumi.com/docs/install/)"
+    )
+    assert monitor.registered == []
+
+
+# --- the lines reviewers read ----------------------------------------------------------------
+
+
+def test_a_refused_line_names_the_state_azure_the_source_and_the_way_around() -> None:
+    assert refused("v", "region northeurope added", "version-region-added-without-source") == (
+        "REFUSED: v: region northeurope added (the version's source, a managed image or "
+        "builder VM, was retired); Azure answers replication to a new region reads the "
+        "version's source, which no longer exists [https://learn.microsoft.com/azure/"
+        "virtual-machines/update-image-resources; https://github.com/MicrosoftDocs/azure-docs/"
+        "issues/28793]; instead: publish the region with a new version (python -m "
+        "offline.bump), or keep the builder active (builder: active) while regions may still "
+        "be added"
+    )
+
+
+def test_every_rule_has_a_source_and_a_way_around() -> None:
+    assert len({r.id for r in refusals.RULES}) == len(refusals.RULES)
+    for rule in refusals.RULES:
+        assert rule.source.startswith("https://"), rule.id
+        assert rule.instead and rule.state and rule.azure, rule.id
