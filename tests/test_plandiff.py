@@ -7,7 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -396,3 +396,90 @@ def test_unknown_revision_is_a_clear_error(tmp_path: Path) -> None:
     # git's own message, not just the revision echoed back.
     with pytest.raises(plandiff.PlanError, match=r": fatal: Needed a single revision$"):
         plandiff.export("no-such-rev", tmp_path)
+
+
+@pytest.fixture
+def edited(repo: Path) -> Iterator[Callable[[Callable[[Config], None]], None]]:
+    """Edit the copy's Pulumi.prod.yaml in its working tree (uncommitted); restored after."""
+    stack_file = repo / "Pulumi.prod.yaml"
+    original = stack_file.read_text()
+    # Edits start from the first commit's stack file, which plans.
+    clean = subprocess.run(
+        ["git", "show", "HEAD~2:Pulumi.prod.yaml"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def edit(change: Callable[[Config], None]) -> None:
+        doc = yaml.safe_load(clean)
+        change(doc["config"])
+        stack_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    yield edit
+    stack_file.write_text(original)
+
+
+def test_the_working_tree_is_the_default_head_and_says_so(repo: Path, edited: Any) -> None:
+    edited(lambda c: c["imagefactory:scaleSets"][0].update(capacity=4))
+    done = _plan_diff(repo, "HEAD~2", "--stack", "prod")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        f"plan diff HEAD~2 ({_short(repo, 'HEAD~2')}) -> working tree (uncommitted changes "
+        "included)",
+        "stack prod: 1 image-level change(s), 1 resource action(s) (1 update); "
+        "0 refused, 0 dangerous",
+        "  scale set web-us capacity 3 -> 4",
+        "  resources:",
+        "    update scaleset-web-us-vmss: sku.capacity",
+    ]
+
+
+def test_a_misspelled_stack_is_an_error_naming_the_known_ones(repo: Path) -> None:
+    done = _plan_diff(repo, "HEAD~2", "HEAD~1", "--stack", "prd")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == "plan diff: unknown stack 'prd'; known: dev, prod\n"
+
+
+def test_a_refused_change_exits_4_and_a_dangerous_one_3(repo: Path, edited: Any) -> None:
+    def add_region(c: Config) -> None:
+        _version(c, "webserver", "1.0.0")["regions"].append(
+            {"name": "northeurope", "replicas": 1, "storage": "Standard_ZRS"}
+        )
+
+    edited(add_region)
+    done = _plan_diff(repo, "HEAD~2", "--stack", "prod")
+    assert done.returncode == 4, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1] == (
+        "stack prod: 1 image-level change(s), 1 resource action(s) (1 update); "
+        "1 refused, 0 dangerous"
+    )
+    assert lines[2].startswith(
+        "  REFUSED: version-webserver-1.0.0-version: region northeurope added (the version's "
+        "source, a managed image or builder VM, was retired)"
+    )
+
+    edited(lambda c: c["imagefactory:gallery"].update(name="imgf_prod_gallery2"))
+    done = _plan_diff(repo, "HEAD~2", "--stack", "prod", "--format", "json")
+    assert done.returncode == 3, done.stderr
+    data = json.loads(done.stdout)
+    assert data["exitCode"] == 3
+    levels = {f["level"] for f in data["stacks"]["prod"]["findings"]}
+    assert levels == {"DANGEROUS"}
+
+
+def test_destroy_shows_what_pulumi_destroy_would_do(repo: Path) -> None:
+    done = _plan_diff(repo, "HEAD~2", "--stack", "dev", "--destroy", "--format", "markdown")
+    assert done.returncode == 3, done.stderr
+    text = done.stdout
+    assert text.startswith(f"## Image plan diff HEAD~2 ({_short(repo, 'HEAD~2')}) → pulumi destroy")
+    assert (
+        "- **DANGEROUS**: version-webserver-0.1.0-version: published image version would be "
+        "deleted; VMs and scale sets using it can no longer be created or scaled out from it"
+    ) in text
+    assert "<details><summary>Resource-level actions: 18 delete, 6 delete-skipped</summary>" in (
+        text
+    )
