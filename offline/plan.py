@@ -195,7 +195,12 @@ def _version_lines(number: str, spec: dict[str, Any], latest: bool) -> list[str]
     ]
     for c in spec["consumers"]:
         kind = "scale set" if c["kind"] == "scaleSet" else "vm"
-        rows.append(f"consumer: {kind} {c['name']} ({c['region']}, {c['follows']})")
+        follows = c["follows"]
+        if c.get("automaticOsUpgrade"):
+            follows = "latest by automatic OS image upgrade"
+        elif follows == "latest":
+            follows = "latest, rebuilt when latest moves"
+        rows.append(f"consumer: {kind} {c['name']} ({c['region']}, {follows})")
     return [head, *rows]
 
 

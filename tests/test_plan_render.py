@@ -20,7 +20,7 @@ def test_dev_tree() -> None:
         "        ├── steps: 01-10-base -> 02-20-webserver -> 03-90-manifest -> 04-audit -> "
         "05-generalize -> deallocate+generalize -> managed image imgf-dev-webserver-0.1.0",
         "        ├── replication (Shallow): eastus x1 Standard_LRS",
-        "        └── consumer: scale set web-dev (eastus, latest)",
+        "        └── consumer: scale set web-dev (eastus, latest by automatic OS image upgrade)",
     ]
 
 
