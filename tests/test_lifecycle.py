@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from imagefactory import naming
 from offline import engine
 from offline.engine import Registered, Run
 
@@ -208,3 +209,129 @@ def test_versions_are_never_children_of_their_build() -> None:
     for res in run.of_type(VERSION):
         chain = [a.type for a in run.ancestors(res)]
         assert chain == ["imagefactory:publish:ImageVersion"], chain
+
+
+ROLE = "azure-native:authorization:RoleAssignment"
+
+
+def test_role_assignment_names_follow_the_gallery_id_not_just_its_name() -> None:
+    """Role assignment names are unique in the whole tenant: the same gallery name in
+    another resource group (another stack's prefix) must give other names."""
+    prod = {r.name: r.inputs["roleAssignmentName"] for r in engine.run("prod").of_type(ROLE)}
+    config = prod_config()
+    config["imagefactory:namePrefix"] = "imgf-prod2"
+    other = {
+        r.name: r.inputs["roleAssignmentName"] for r in engine.run("prod", config).of_type(ROLE)
+    }
+    assert sorted(prod) == sorted(other) == ["gallery-reader-3f2a4c1e", "gallery-reader-9c1d7e52"]
+    assert set(prod.values()).isdisjoint(other.values())
+    gallery_id = (
+        f"/subscriptions/{engine.MOCK_SUBSCRIPTION}/resourcegroups/imgf-prod-images-rg/"
+        "providers/microsoft.compute/galleries/imgf_prod_gallery"
+    )
+    assert prod["gallery-reader-3f2a4c1e"] == naming.role_assignment_name(
+        gallery_id, "3f2a4c1e-8b7d-4e29-9a51-6c0d2e7f9b13", naming.READER_ROLE_ID
+    )
+    # The same stack twice gives the same names: no replacement on the next pulumi up.
+    assert prod == {
+        r.name: r.inputs["roleAssignmentName"] for r in engine.run("prod").of_type(ROLE)
+    }
+
+
+def test_role_assignments_are_replaced_delete_first() -> None:
+    for res in engine.run("prod").of_type(ROLE):
+        assert res.delete_before_replace is True, res.name
+
+
+def test_the_images_group_takes_the_gallery_protection() -> None:
+    for protection, protect, retain in (
+        ("protect", True, False),
+        ("retainOnDelete", False, True),
+        ("none", False, False),
+    ):
+        config = prod_config()
+        config["imagefactory:protection"] = protection
+        group = engine.run("prod", config).named("groups-images")
+        assert (group.protect, group.retain_on_delete) == (protect, retain), protection
+
+
+def test_builder_side_resources_keep_their_creation_tags() -> None:
+    run = engine.run("prod")
+    for name in (
+        "build-webserver-1.1.0-builder-vm",
+        "build-webserver-1.1.0-builder-nic",
+        "build-webserver-1.1.0-capture-image",
+        "build-iis-1.0.0-builder-vm",
+    ):
+        assert run.named(name).ignore_changes == ["tags"], name
+    # Run Commands carry only the program's own tags, which never change for a build.
+    step = run.named("build-webserver-1.1.0-provision-10-base")
+    assert step.inputs["tags"] == {
+        "managed-by": "pulumi",
+        "imagefactory-stack": "prod",
+        "imagefactory-image": "webserver",
+        "imagefactory-version": "1.1.0",
+        "imagefactory-lifecycle": "temporary",
+        "imagefactory-script": step.inputs["tags"]["imagefactory-script"],
+    }
+    assert step.ignore_changes == []
+
+
+def test_a_manual_scale_set_cannot_follow_latest() -> None:
+    config = prod_config()
+    config["imagefactory:scaleSets"][0]["upgradePolicy"] = "Manual"
+    with pytest.raises(pulumi.RunError) as err:
+        engine.run("prod", config=config)
+    assert str(err.value) == (
+        "1 problem in stack config:\n"
+        "  - imagefactory:scaleSets[0].upgradePolicy: 'Manual' cannot follow 'latest': "
+        "instances would keep the version they were created from; use 'Rolling' or "
+        "'Automatic' (automatic OS image upgrades move them to each new version), or pin "
+        "'web-us' to a version"
+    )
+
+
+def test_consumers_on_latest_reach_new_versions_by_azures_own_mechanism() -> None:
+    config = prod_config()
+    config["imagefactory:vmGroups"][0]["version"] = "latest"
+    run = engine.run("prod", config=config)
+    definition = run.named("gallery-webserver")
+    vmss = run.named("scaleset-web-us-vmss")
+    assert vmss.inputs["virtualMachineProfile"]["storageProfile"]["imageReference"] == {
+        "id": definition.id
+    }
+    assert vmss.inputs["upgradePolicy"]["automaticOSUpgradePolicy"] == {
+        "enableAutomaticOSUpgrade": True,
+        "disableAutomaticRollback": False,
+    }
+    assert vmss.inputs["tags"]["imagefactory-version"] == "latest"
+    # A VM group on latest is created from the newest version's own id.
+    iis = next(r for r in run.of_type(VERSION) if r.inputs["galleryImageName"] == "iis")
+    vm = run.named("vmgroup-iis-us-000")
+    assert vm.inputs["storageProfile"]["imageReference"] == {"id": iis.id}
+    assert vm.inputs["tags"]["imagefactory-version"] == "latest (1.0.0)"
+    assert vm.replace_on_changes == ["storageProfile.imageReference"]
+    # A pinned scale set has no automatic OS upgrade policy.
+    pinned = run.named("scaleset-web-eu-vmss")
+    assert "automaticOSUpgradePolicy" not in pinned.inputs["upgradePolicy"]
+
+
+def test_the_program_imports_only_the_library() -> None:
+    """__main__.py, components/ and imagefactory/ never import the offline tooling."""
+    import ast
+
+    root = engine.PROJECT_DIR
+    files = [root / "__main__.py", *(root / "components").glob("*.py")]
+    files += list((root / "imagefactory").glob("*.py"))
+    found = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("offline", "tests")]
+    assert found == []
