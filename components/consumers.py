@@ -249,9 +249,13 @@ class VmGroupConsumer(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(
                         parent=self,
                         depends_on=[choice.waits_for],
-                        # Azure cannot change a VM's image in place: moving the group to
-                        # another version rebuilds its VMs, under the same names.
-                        replace_on_changes=["storageProfile.imageReference"],
+                        # Azure cannot change a VM's image or admin name in place: moving
+                        # the group to another version (or renaming its admin) rebuilds its
+                        # VMs, under the same names.
+                        replace_on_changes=[
+                            "storageProfile.imageReference",
+                            "osProfile.adminUsername",
+                        ],
                         delete_before_replace=True,
                     ),
                 )

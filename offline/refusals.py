@@ -36,6 +36,7 @@ DEFINITION_T = "azure-native:compute:GalleryImage"
 VERSION_T = "azure-native:compute:GalleryImageVersion"
 ROLE_T = "azure-native:authorization:RoleAssignment"
 SUBNET_T = "azure-native:network:Subnet"
+SCALE_SET_T = "azure-native:compute:VirtualMachineScaleSet"
 NIC_T = "azure-native:network:NetworkInterface"
 GROUP_T = "azure-native:resources:ResourceGroup"
 
@@ -145,6 +146,15 @@ RULES: tuple[Rule, ...] = (
         "PropertyChangeNotAllowed: a VM's imageReference cannot change in place",
         "https://learn.microsoft.com/azure/virtual-machines/linux/cli-ps-findimage",
         "recreate the VM (replace_on_changes on storageProfile.imageReference)",
+    ),
+    Rule(
+        "os-profile-immutable",
+        "VirtualMachine, VirtualMachineScaleSet",
+        "fixed when the VM or scale set is created",
+        "PropertyChangeNotAllowed: Changing property 'osProfile.adminUsername' is not allowed",
+        "https://learn.microsoft.com/azure/virtual-machines/extensions/vmaccess-linux",
+        "keep the admin name, or recreate the consumer under a new name (VM groups are "
+        "rebuilt: replace_on_changes); reset credentials with the VMAccess extension",
     ),
     Rule(
         "role-assignment-exists",
@@ -319,7 +329,24 @@ def _immutables(d: Diff) -> Iterator[Finding]:
                 yield Finding(
                     REFUSED, action.name, f"update of {', '.join(fixed)}", "managed-image-immutable"
                 )
-        elif action.type == VM_T and _touches(action, "storageProfile.imageReference"):
+        fixed_profile = [
+            p
+            for p in (
+                "osProfile.adminUsername",
+                "osProfile.computerName",
+                "virtualMachineProfile.osProfile.adminUsername",
+                "virtualMachineProfile.osProfile.computerNamePrefix",
+            )
+            if _touches(action, p)
+        ]
+        if action.type in (VM_T, SCALE_SET_T) and fixed_profile:
+            yield Finding(
+                REFUSED,
+                action.name,
+                f"update of {', '.join(fixed_profile)}",
+                "os-profile-immutable",
+            )
+        if action.type == VM_T and _touches(action, "storageProfile.imageReference"):
             yield Finding(
                 REFUSED,
                 action.name,

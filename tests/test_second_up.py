@@ -664,3 +664,30 @@ def test_every_rule_has_a_source_and_a_way_around() -> None:
     for rule in refusals.RULES:
         assert rule.source.startswith("https://"), rule.id
         assert rule.instead and rule.state and rule.azure, rule.id
+
+
+def test_a_new_admin_name_rebuilds_builders_and_vm_groups_and_is_refused_for_scale_sets() -> None:
+    actions, findings = outcome(
+        "prod", lambda c: c["imagefactory:builder"].update(adminUsername="opsadmin")
+    )
+    assert _by_name(actions) == _by_name(
+        _rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False)
+        + _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True)
+        + [
+            f"update scaleset-web-{where}-vmss: virtualMachineProfile.osProfile.adminUsername, "
+            "virtualMachineProfile.osProfile.linuxConfiguration"
+            for where in ("eu", "us")
+        ]
+        + [
+            f"replace vmgroup-iis-us-00{n} (replace_on_changes osProfile.adminUsername)"
+            for n in (0, 1)
+        ]
+    )
+    assert findings == [
+        refused(
+            f"scaleset-web-{where}-vmss",
+            "update of virtualMachineProfile.osProfile.adminUsername",
+            "os-profile-immutable",
+        )
+        for where in ("eu", "us")
+    ]
