@@ -310,7 +310,10 @@ def test_consumers_on_latest_reach_new_versions_by_azures_own_mechanism() -> Non
     vm = run.named("vmgroup-iis-us-000")
     assert vm.inputs["storageProfile"]["imageReference"] == {"id": iis.id}
     assert vm.inputs["tags"]["imagefactory-version"] == "latest (1.0.0)"
-    assert vm.replace_on_changes == ["storageProfile.imageReference"]
+    assert vm.replace_on_changes == [
+        "storageProfile.imageReference",
+        "osProfile.adminUsername",
+    ]
     # A pinned scale set has no automatic OS upgrade policy.
     pinned = run.named("scaleset-web-eu-vmss")
     assert "automaticOSUpgradePolicy" not in pinned.inputs["upgradePolicy"]

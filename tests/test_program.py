@@ -477,7 +477,10 @@ def test_pulumi_owns_every_nic_so_a_rebuilt_vm_never_points_at_a_deleted_one(pro
 def test_a_vm_group_moving_to_another_version_is_rebuilt_under_the_same_names(prod: Run) -> None:
     for name in ("vmgroup-iis-us-000", "vmgroup-iis-us-001"):
         vm = prod.named(name)
-        assert vm.replace_on_changes == ["storageProfile.imageReference"]
+        assert vm.replace_on_changes == [
+            "storageProfile.imageReference",
+            "osProfile.adminUsername",
+        ]
         assert vm.delete_before_replace is True
 
 
