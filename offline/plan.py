@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -282,7 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("stack", nargs="?", default="dev", help="stack name (default: dev)")
     parser.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     parser.add_argument(
-        "--parallel", type=int, metavar="N", help="estimate at pulumi up --parallel N"
+        "--parallel",
+        type=schedule.parallel_arg,
+        metavar="N",
+        help="estimate at pulumi up --parallel N (a whole number, at least 1)",
     )
     parser.add_argument(
         "--compare",
@@ -320,4 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly, as other CLIs do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)

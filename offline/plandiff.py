@@ -417,19 +417,22 @@ def stacks_in(tree: Path) -> list[str]:
     return sorted(p.name.split(".")[1] for p in tree.glob("Pulumi.*.yaml"))
 
 
-def snapshot_tree(tree: Path, stack: str, tooling: Path) -> dict[str, Any]:
-    """`tree`'s program for `stack`, recorded by this checkout's tooling (see snapshot.py).
+def snapshot_tree(tree: Path, stacks: Sequence[str], tooling: Path) -> dict[str, Any]:
+    """`tree`'s program for each stack, recorded by this checkout's tooling (snapshot.py),
+    in one interpreter: {stack: snapshot or {"error": text}}; an absent stack is empty.
 
     `tooling` is a directory holding only this package, so the tree's own `offline/` (or
     its absence, in old revisions) cannot change how a side is recorded.
     """
-    if stack not in stacks_in(tree):
-        return {"stack": stack, "plan": {**EMPTY_PLAN, "stack": stack}, "resources": []}
+    empty = {s: {"stack": s, "plan": {**EMPTY_PLAN, "stack": s}, "resources": []} for s in stacks}
+    present = [s for s in stacks if s in stacks_in(tree)]
+    if not present:
+        return empty
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([str(tooling), str(tree)])
     done = subprocess.run(
-        [sys.executable, "-P", "-m", "offline.snapshot", "--project-dir", str(tree), stack],
+        [sys.executable, "-P", "-m", "offline.snapshot", "--project-dir", str(tree), *present],
         cwd=tree,
         env=env,
         capture_output=True,
@@ -442,7 +445,7 @@ def snapshot_tree(tree: Path, stack: str, tooling: Path) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(done.stdout)
     except json.JSONDecodeError as err:
         raise PlanError(f"no snapshot from {tree}: {err}") from None
-    return data
+    return {**empty, **data}
 
 
 def diff_sides(
@@ -471,20 +474,23 @@ def diff_sides(
                 f"unknown stack {', '.join(repr(s) for s in unknown)}; known: {', '.join(known)}"
             )
 
-        def one(stack: str) -> StackDiff | str:
-            sides = []
-            for rev in (base, head):
-                if destroy and rev is head and rev is not base:
-                    sides.append({"stack": stack, "resources": []})
-                    continue
-                try:
-                    sides.append(snapshot_tree(trees[rev], stack, tooling))
-                except PlanError as err:
-                    return f"{rev}: {err}"
-            return compare(sides[0], sides[1], stack)
+        def record(rev: str, nothing: bool) -> dict[str, Any]:
+            if nothing:  # pulumi destroy: no resource is left
+                return {s: {"stack": s, "resources": []} for s in names}
+            return snapshot_tree(trees[rev], names, tooling)
 
-        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-            return dict(zip(names, pool.map(one, names), strict=True))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            before_f = pool.submit(record, base, False)
+            after_f = pool.submit(record, head, destroy)
+            before, after = before_f.result(), after_f.result()
+
+        def one(stack: str) -> StackDiff | str:
+            for rev, snap in ((base, before), (head, after)):
+                if "error" in snap[stack]:
+                    return f"{rev}: {snap[stack]['error']}"
+            return compare(before[stack], after[stack], stack)
+
+        return {stack: one(stack) for stack in names}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,10 +1,11 @@
 """One side of a plan diff: run a project tree's program offline and print what it registers.
 
-    python -P -m offline.snapshot --project-dir DIR STACK
+    python -P -m offline.snapshot --project-dir DIR STACK [STACK ...]
 
-prints one JSON document: {"stack", "plan": the image-level plan, "resources": every
-registered resource with its inputs and options}. It exits 1 with the program's own
-message when the stack does not plan (bad config), and 2 when DIR has no such stack.
+prints one JSON document: {STACK: {"stack", "plan": the image-level plan, "resources":
+every registered resource with its inputs and options} or {"error": the program's own
+message when the stack does not plan}}. A stack DIR does not have is left out. All the
+stacks of one tree run in one interpreter, one after the other.
 
 `plandiff` runs it in a fresh interpreter per side with `PYTHONPATH` set so that this
 package comes from the checkout doing the comparing and `imagefactory`/`components` come
@@ -37,18 +38,18 @@ def snapshot(project_dir: Path, stack: str) -> dict[str, object]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m offline.snapshot")
     parser.add_argument("--project-dir", type=Path, required=True)
-    parser.add_argument("stack")
+    parser.add_argument("stacks", nargs="+")
     args = parser.parse_args(argv)
     known = engine.stacks(args.project_dir)
-    if args.stack not in known:
-        print(f"no stack {args.stack!r} in {args.project_dir}; known: {', '.join(known)}")
-        return 2
-    try:
-        data = snapshot(args.project_dir, args.stack)
-    except pulumi.RunError as err:
-        print(str(err), file=sys.stderr)
-        return 1
-    print(json.dumps(data, sort_keys=True, default=str))
+    out: dict[str, object] = {}
+    for stack in args.stacks:
+        if stack not in known:
+            continue
+        try:
+            out[stack] = snapshot(args.project_dir, stack)
+        except pulumi.RunError as err:
+            out[stack] = {"error": str(err)}
+    print(json.dumps(out, sort_keys=True, default=str))
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from offline import engine, plan, plandiff
+from offline import changes, engine, plan, plandiff
 
 Config = dict[str, Any]
 
@@ -421,18 +421,32 @@ def edited(repo: Path) -> Iterator[Callable[[Callable[[Config], None]], None]]:
     stack_file.write_text(original)
 
 
-def test_the_working_tree_is_the_default_head_and_says_so(repo: Path, edited: Any) -> None:
-    edited(lambda c: c["imagefactory:scaleSets"][0].update(capacity=4))
+def test_the_working_tree_is_the_default_head_and_a_refusal_exits_4(
+    repo: Path, edited: Any
+) -> None:
+    def add_region(c: Config) -> None:
+        _version(c, "webserver", "1.0.0")["regions"].append(
+            {"name": "northeurope", "replicas": 1, "storage": "Standard_ZRS"}
+        )
+
+    edited(add_region)
     done = _plan_diff(repo, "HEAD~2", "--stack", "prod")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
+    assert done.returncode == 4, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == [
         f"plan diff HEAD~2 ({_short(repo, 'HEAD~2')}) -> working tree (uncommitted changes "
         "included)",
         "stack prod: 1 image-level change(s), 1 resource action(s) (1 update); "
-        "0 refused, 0 dangerous",
-        "  scale set web-us capacity 3 -> 4",
+        "1 refused, 0 dangerous",
+    ]
+    assert lines[2].startswith(
+        "  REFUSED: version-webserver-1.0.0-version: region northeurope added (the version's "
+        "source, a managed image or builder VM, was retired); Azure answers "
+    )
+    assert lines[3:] == [
+        "  version webserver 1.0.0: region northeurope added (x1 Standard_ZRS)",
         "  resources:",
-        "    update scaleset-web-us-vmss: sku.capacity",
+        "    update version-webserver-1.0.0-version: publishingProfile.targetRegions",
     ]
 
 
@@ -443,32 +457,41 @@ def test_a_misspelled_stack_is_an_error_naming_the_known_ones(repo: Path) -> Non
     assert done.stderr == "plan diff: unknown stack 'prd'; known: dev, prod\n"
 
 
-def test_a_refused_change_exits_4_and_a_dangerous_one_3(repo: Path, edited: Any) -> None:
-    def add_region(c: Config) -> None:
-        _version(c, "webserver", "1.0.0")["regions"].append(
-            {"name": "northeurope", "replicas": 1, "storage": "Standard_ZRS"}
-        )
-
-    edited(add_region)
-    done = _plan_diff(repo, "HEAD~2", "--stack", "prod")
-    assert done.returncode == 4, done.stderr
-    lines = done.stdout.splitlines()
-    assert lines[1] == (
-        "stack prod: 1 image-level change(s), 1 resource action(s) (1 update); "
-        "1 refused, 0 dangerous"
-    )
-    assert lines[2].startswith(
-        "  REFUSED: version-webserver-1.0.0-version: region northeurope added (the version's "
-        "source, a managed image or builder VM, was retired)"
-    )
-
-    edited(lambda c: c["imagefactory:gallery"].update(name="imgf_prod_gallery2"))
-    done = _plan_diff(repo, "HEAD~2", "--stack", "prod", "--format", "json")
-    assert done.returncode == 3, done.stderr
-    data = json.loads(done.stdout)
+def test_json_and_markdown_carry_both_levels_and_the_exit_code() -> None:
+    base = engine.run("dev")
+    before = {
+        "plan": plan.build_plan(base),
+        "resources": changes.dump(r for r in base.resources if r.custom),
+    }
+    config = copy.deepcopy(engine.stack_config("dev"))
+    config["imagefactory:gallery"]["name"] = "imgf_dev_gallery2"
+    run = engine.run("dev", config=config)
+    after = {
+        "plan": plan.build_plan(run),
+        "resources": changes.dump(r for r in run.resources if r.custom),
+    }
+    results: dict[str, plandiff.StackDiff | str] = {
+        "dev": plandiff.compare(before, after, "dev"),
+        "prod": plandiff.compare(before, before, "prod"),
+    }
+    assert plandiff.exit_code(results) == 3
+    data = json.loads(plandiff.render(results, "json", "main", "pr"))
     assert data["exitCode"] == 3
-    levels = {f["level"] for f in data["stacks"]["prod"]["findings"]}
-    assert levels == {"DANGEROUS"}
+    assert data["stacks"]["prod"] == {"actions": [], "changes": [], "findings": []}
+    dev = data["stacks"]["dev"]
+    assert dev["changes"] == ["gallery name imgf_dev_gallery -> imgf_dev_gallery2"]
+    assert [f["level"] for f in dev["findings"]] == ["DANGEROUS"] * 3
+    assert dev["actions"][0]["line"] == (
+        "replace gallery-gallery (galleryName cannot change in place)"
+    )
+    md = plandiff.render(results, "markdown", "main", "pr")
+    assert "> [!WARNING]\n> 3 change(s) would replace or delete something published." in md
+    assert "- gallery name imgf_dev_gallery -> imgf_dev_gallery2" in md
+    assert "<details><summary>Resource-level actions: 3 replace, 1 update</summary>" in md
+    assert (
+        "| replace | `gallery-gallery` | `galleryName` | galleryName cannot change in place |" in md
+    )
+    assert "### Stack `prod`\n\nNo image-level changes." in md
 
 
 def test_destroy_shows_what_pulumi_destroy_would_do(repo: Path) -> None:
