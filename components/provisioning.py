@@ -50,8 +50,13 @@ def run_steps(
                 # A rebuilt VM has none of the old run commands: run them all again.
                 replace_with=[vm],
                 # They go with their VM. Deleting one on its own is an extension change,
-                # which Azure refuses on a deallocated, generalized builder.
+                # which Azure refuses on a deallocated, generalized builder. deleted_with
+                # skips the delete when the VM goes; retain_on_delete makes sure no engine
+                # ever sends it, also when the VM is replaced delete-first (engines before
+                # pulumi/pulumi#23818 deleted dependents of such a VM one by one). Azure
+                # removes a VM's run commands with the VM.
                 deleted_with=vm,
+                retain_on_delete=True,
                 custom_timeouts=pulumi.CustomTimeouts(
                     create=f"{timeout_seconds + RUN_COMMAND_SLACK_SECONDS}s",
                     update=f"{timeout_seconds + RUN_COMMAND_SLACK_SECONDS}s",

@@ -41,6 +41,8 @@ FORGET = "forget"
 """retain_on_delete: Pulumi forgets the resource, Azure keeps it."""
 SKIP_DELETE = "delete-skipped"
 """deleted_with: the resource goes with another one that is deleted."""
+STATE = "state"
+"""Only Pulumi's state changes (protect, retain_on_delete): no call to Azure."""
 SAME = "same"
 
 # Inputs whose change makes the provider replace the resource: the parts of its ARM URL
@@ -97,7 +99,7 @@ class Action:
     def line(self) -> str:
         """One readable line, e.g. `replace build-x-builder-vm (replacement_trigger changed)`."""
         text = f"{self.op} {self.name}"
-        if self.op == UPDATE:
+        if self.op in (UPDATE, STATE):
             text += f": {', '.join(self.paths)}"
         if self.reasons:
             text += f" ({'; '.join(self.reasons)})"
@@ -266,11 +268,23 @@ def diff(before: Iterable[Registered], after: Iterable[Registered]) -> Diff:
         inputs = apply_ignore_changes(prior.inputs, res.inputs, res.ignore_changes)
         paths = changed_paths(prior.inputs, inputs)
         reasons = _replace_reasons(prior, res, paths)
+        op = REPLACE if reasons else UPDATE if paths else SAME
+        if op == SAME:
+            flags = [
+                f"{flag} {old_value} -> {new_value}"
+                for flag, old_value, new_value in (
+                    ("protect", prior.protect, res.protect),
+                    ("retain_on_delete", prior.retain_on_delete, res.retain_on_delete),
+                )
+                if old_value != new_value
+            ]
+            if flags:
+                op, paths = STATE, flags
         ops[urn] = Action(
             urn,
             res.type,
             res.name,
-            REPLACE if reasons else UPDATE if paths else SAME,
+            op,
             tuple(paths),
             tuple(reasons),
             prior.protect,
@@ -315,10 +329,10 @@ def diff(before: Iterable[Registered], after: Iterable[Registered]) -> Diff:
     gone_urns = {r.urn for r in gone}
     for res in gone:
         note: tuple[str, ...] = ()
-        if res.retain_on_delete:
-            op, note = FORGET, ("retain_on_delete: Azure keeps it",)
-        elif res.deleted_with and res.deleted_with in gone_urns:
+        if res.deleted_with and res.deleted_with in gone_urns:
             op, note = SKIP_DELETE, (f"deleted with {old[res.deleted_with].name}",)
+        elif res.retain_on_delete:
+            op, note = FORGET, ("retain_on_delete: Azure keeps it",)
         else:
             op = DELETE
         ops[res.urn] = Action(res.urn, res.type, res.name, op, (), note, res.protect)

@@ -212,6 +212,10 @@ class RecordingMonitor(mocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
+        if any(r.urn == response.urn for r in self.registered):
+            # The engine stops a program that registers one URN twice; the mocks alone
+            # would keep the last registration and hide the collision.
+            raise pulumi.RunError(f"Duplicate resource URN '{response.urn}'")
         timeouts = json_format.MessageToDict(request.customTimeouts)
         self.registered.append(
             Registered(

@@ -43,7 +43,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 # Inputs of a version that Azure cannot change on an existing version.
 VERSION_CREATE_ONLY = ("source", "sourceKind", "replicationMode", "urn")
 # Fields of a definition that are part of its identity in Azure.
-DEFINITION_CREATE_ONLY = ("os", "generation", "identifier", "securityType")
+DEFINITION_CREATE_ONLY = ("os", "generation", "architecture", "identifier", "securityType")
 GALLERY_CREATE_ONLY = ("name", "resourceGroup", "location")
 
 EMPTY_PLAN: dict[str, Any] = {"gallery": {}, "images": {}}
@@ -86,11 +86,18 @@ def _label(c: Mapping[str, Any]) -> str:
     return f"{c['imageName']} {c.get('image') or c['at']}"
 
 
-def _how(c: Mapping[str, Any]) -> str:
-    """How a consumer's instances reach the image it moves to, when not by replacement."""
+def _how(a: Mapping[str, Any], c: Mapping[str, Any]) -> str:
+    """How a consumer's instances reach the image it moves to (from `a` to `c`)."""
     if c["kind"] != "scaleSet":
         return ""
     if c.get("automaticOsUpgrade"):
+        back = a["imageName"] == c["imageName"] and _vkey(c["at"]) < _vkey(a["at"])
+        if a.get("automaticOsUpgrade") and back:
+            # Automatic OS image upgrades only ever apply a newer version.
+            return (
+                f" (running instances keep {a['at']}: automatic OS image upgrades only move "
+                f"forward; new instances get {c['at']})"
+            )
         return " (automatic OS image upgrade)"
     if c.get("upgrade") == "Manual":
         return " (upgradePolicy Manual: running instances keep their image until upgraded)"
@@ -102,10 +109,13 @@ def _kind(kind: str) -> str:
 
 
 def _version_changes(
-    name: str, number: str, old: Mapping[str, Any], new: Mapping[str, Any]
+    name: str, number: str, old: Mapping[str, Any], new: Mapping[str, Any], moved: bool = False
 ) -> list[str]:
-    """Change texts of one version present on both sides, fixed fields first."""
+    """Change texts of one version present on both sides, fixed fields first. `moved`: the
+    gallery moves (name, group or location), so the version is created anew there."""
     what = f"version {name} {number}"
+    if moved:
+        return [f"{what}: created anew in the moved gallery (the old one is deleted)"]
     # A version whose program pins its source (ignore_changes) keeps the one it has.
     pinned = "storageProfile.source" in new.get("ignoreChanges", [])
     kept = ("source", "sourceKind") if pinned else ()
@@ -153,6 +163,7 @@ def diff_plans(
         out.append(Change(stack, text))
 
     old_g, new_g = before.get("gallery") or {}, after.get("gallery") or {}
+    gallery_moved = False
     if old_g.get("name") and new_g.get("name"):
         moved = [
             f"{f} {old_g.get(f)} -> {new_g.get(f)}"
@@ -160,6 +171,7 @@ def diff_plans(
             if old_g.get(f) != new_g.get(f)
         ]
         if moved:
+            gallery_moved = True
             add(f"gallery {'; '.join(moved)}")
     old_share = {s["principalId"]: s for s in old_g.get("sharedWith", [])}
     new_share = {s["principalId"]: s for s in new_g.get("sharedWith", [])}
@@ -197,7 +209,7 @@ def diff_plans(
             guard = " (protected: pulumi up will refuse)" if old_v[number].get("protected") else ""
             add(f"version {name} {number} removed{guard}")
         for number in sorted(old_v.keys() & new_v.keys(), key=_vkey):
-            for text in _version_changes(name, number, old_v[number], new_v[number]):
+            for text in _version_changes(name, number, old_v[number], new_v[number], gallery_moved):
                 add(text)
 
     old_c, new_c = _consumers(before), _consumers(after)
@@ -208,8 +220,14 @@ def diff_plans(
         add(f"{_kind(key[0])} {key[1]} removed (was on {_label(old_c[key])})")
     for key in sorted(old_c.keys() & new_c.keys()):
         a, b = old_c[key], new_c[key]
-        if (a["imageName"], a["at"], a["follows"]) != (b["imageName"], b["at"], b["follows"]):
-            add(f"{_kind(key[0])} {key[1]} moves from {_label(a)} to {_label(b)}{_how(b)}")
+        if (a["imageName"], a["at"]) == (b["imageName"], b["at"]) and a["follows"] != b["follows"]:
+            now = "follows latest" if b["follows"] == "latest" else "is pinned"
+            add(
+                f"{_kind(key[0])} {key[1]} now {now} ({_label(b)}); it runs the same version"
+                + (_how(a, b) if b.get("automaticOsUpgrade") else "")
+            )
+        elif (a["imageName"], a["at"], a["follows"]) != (b["imageName"], b["at"], b["follows"]):
+            add(f"{_kind(key[0])} {key[1]} moves from {_label(a)} to {_label(b)}{_how(a, b)}")
         if a.get("capacity") != b.get("capacity"):
             add(f"{_kind(key[0])} {key[1]} capacity {a.get('capacity')} -> {b.get('capacity')}")
         if a.get("region") != b.get("region"):

@@ -16,6 +16,7 @@ source (managed image or builder VM) the base no longer registers has lost its s
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ VERSION_T = "azure-native:compute:GalleryImageVersion"
 ROLE_T = "azure-native:authorization:RoleAssignment"
 SUBNET_T = "azure-native:network:Subnet"
 SCALE_SET_T = "azure-native:compute:VirtualMachineScaleSet"
+VNET_T = "azure-native:network:VirtualNetwork"
 NIC_T = "azure-native:network:NetworkInterface"
 GROUP_T = "azure-native:resources:ResourceGroup"
 
@@ -82,10 +84,19 @@ RULES: tuple[Rule, ...] = (
         "GalleryImageVersion",
         "the version's source, a managed image or builder VM, was retired",
         "replication to a new region reads the version's source, which no longer exists",
-        "https://learn.microsoft.com/azure/virtual-machines/update-image-resources; "
-        "https://github.com/MicrosoftDocs/azure-docs/issues/28793",
-        "publish the region with a new version (python -m offline.bump), or keep the "
-        "builder active (builder: active) while regions may still be added",
+        "https://learn.microsoft.com/azure/virtual-machines/update-image-resources",
+        "publish the region with a new version (python -m offline.bump); reactivating the "
+        "builder would build a different image under the same version number",
+    ),
+    Rule(
+        "version-created-without-source",
+        "GalleryImageVersion",
+        "its source is not built in this update (builder retired or never built)",
+        "a version is created from its source, which does not exist",
+        "https://learn.microsoft.com/rest/api/compute/gallery-image-versions/create-or-update"
+        " (GalleryArtifactVersionFullSource)",
+        "give a new version builder: active until it is published; a published version "
+        "cannot move to another gallery, group or location without its source",
     ),
     Rule(
         "version-region-removed-without-safety",
@@ -151,7 +162,8 @@ RULES: tuple[Rule, ...] = (
         "os-profile-immutable",
         "VirtualMachine, VirtualMachineScaleSet",
         "fixed when the VM or scale set is created",
-        "PropertyChangeNotAllowed: Changing property 'osProfile.adminUsername' is not allowed",
+        "PropertyChangeNotAllowed: Changing property 'osProfile.adminUsername' is not "
+        "allowed (nor the computer name, nor the OS)",
         "https://learn.microsoft.com/azure/virtual-machines/extensions/vmaccess-linux",
         "keep the admin name, or recreate the consumer under a new name (VM groups are "
         "rebuilt: replace_on_changes); reset credentials with the VMAccess extension",
@@ -167,10 +179,31 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "subnet-in-use",
         "Subnet",
-        "network interfaces are attached",
+        "network interfaces or scale set instances are in it",
         "InUseSubnetCannotBeUpdated: the address range of a subnet in use cannot change",
         "https://learn.microsoft.com/azure/virtual-network/virtual-network-manage-subnet",
-        "retire the builders (or move the consumers) first, or add a new subnet",
+        "empty the subnet first (retire the builders; remove or move the consumers), or "
+        "use a new address range for a new network",
+    ),
+    Rule(
+        "vnet-prefix-in-use",
+        "VirtualNetwork",
+        "a subnet lies in the address range being removed",
+        "an address range that contains a subnet cannot be removed",
+        "https://learn.microsoft.com/azure/virtual-network/manage-virtual-network",
+        "keep the old range until its subnets are gone, or add the new range beside it",
+    ),
+    Rule(
+        "same-name-replacement",
+        "any Azure resource",
+        "the replacement has the same ARM id and is created before the old one is deleted",
+        "the create finds the old resource: azure-native refuses to create a resource that "
+        "exists (pulumi-azure-native#1123), a resource group cannot move "
+        "(InvalidResourceGroupLocation)",
+        "https://github.com/pulumi/pulumi-azure-native/issues/1123; "
+        "https://github.com/Azure/azure-cli/issues/22242",
+        "keep what forces the replacement (a location, a parent's name) or give the "
+        "resource a new name",
     ),
 )
 _RULE = {r.id: r for r in RULES}
@@ -227,6 +260,16 @@ def _regions(res: Registered) -> dict[str, dict[str, Any]]:
     return {t["name"]: t for t in profile.get("targetRegions") or []}
 
 
+def _rebuilt(arm_id: str, d: Diff) -> bool:
+    """The resource with this ARM id is created or replaced in this update."""
+    wanted = arm_id.lower()
+    return any(
+        a.op in (CREATE, REPLACE)
+        for a in d.actions
+        if a.urn in d.after and d.after[a.urn].id.lower() == wanted
+    )
+
+
 def _touches(action: Action, path: str) -> bool:
     return any(p == path or p.startswith(path + ".") for p in action.paths)
 
@@ -260,6 +303,15 @@ def _builders(d: Diff) -> Iterator[Finding]:
 
 def _versions(d: Diff) -> Iterator[Finding]:
     for action in d.actions:
+        if action.type == VERSION_T and action.op in (CREATE, REPLACE):
+            source = _source(d.after[action.urn])
+            if source and not _exists(source, d.after):
+                yield Finding(
+                    REFUSED,
+                    action.name,
+                    "created" if action.op == CREATE else "re-created (replaced)",
+                    "version-created-without-source",
+                )
         if action.type != VERSION_T or action.op != UPDATE:
             continue
         old, new = d.before[action.urn], d.after[action.urn]
@@ -273,6 +325,14 @@ def _versions(d: Diff) -> Iterator[Finding]:
                 action.name,
                 f"region {', '.join(added)} added",
                 "version-region-added-without-source",
+            )
+        elif added and _rebuilt(source, d):
+            yield Finding(
+                DANGEROUS,
+                action.name,
+                f"region {', '.join(added)} added while its source is built anew",
+                note="the new region gets the new build, the others keep the published one, "
+                "under one version number; publish the region with a new version instead",
             )
         safety = (old.inputs.get("safetyProfile") or {}).get("allowDeletionOfReplicatedLocations")
         if removed and safety is not True:
@@ -339,6 +399,12 @@ def _immutables(d: Diff) -> Iterator[Finding]:
             )
             if _touches(action, p)
         ]
+        if action.type in (VM_T, SCALE_SET_T) and _os_of(d.before[action.urn]) != _os_of(
+            d.after[action.urn]
+        ):
+            fixed_profile.append(
+                f"the OS ({_os_of(d.before[action.urn])} -> {_os_of(d.after[action.urn])})"
+            )
         if action.type in (VM_T, SCALE_SET_T) and fixed_profile:
             yield Finding(
                 REFUSED,
@@ -353,6 +419,13 @@ def _immutables(d: Diff) -> Iterator[Finding]:
                 "update of storageProfile.imageReference",
                 "vm-image-reference",
             )
+
+
+def _os_of(res: Registered) -> str:
+    profile = res.inputs.get("osProfile") or (
+        (res.inputs.get("virtualMachineProfile") or {}).get("osProfile") or {}
+    )
+    return "windows" if profile.get("windowsConfiguration") else "linux"
 
 
 def _assignment_key(res: Registered) -> tuple[str, str, str]:
@@ -389,37 +462,102 @@ def _role_assignments(d: Diff) -> Iterator[Finding]:
             )
 
 
+def _subnet_users(subnet_id: str, d: Diff) -> list[str]:
+    """NICs and scale sets of the base revision in the subnet that stay in it."""
+    wanted = subnet_id.lower()
+    users = []
+    for res in d.before.values():
+        configs: list[dict[str, Any]] = []
+        if res.type == NIC_T:
+            configs = res.inputs.get("ipConfigurations") or []
+        elif res.type == SCALE_SET_T:
+            profile = (res.inputs.get("virtualMachineProfile") or {}).get("networkProfile") or {}
+            for nic in profile.get("networkInterfaceConfigurations") or []:
+                configs += nic.get("ipConfigurations") or []
+        in_it = any(str((c.get("subnet") or {}).get("id", "")).lower() == wanted for c in configs)
+        action = d.of(res.urn)
+        if in_it and action is not None and action.op not in (DELETE, REPLACE):
+            users.append(res.name)
+    return sorted(users)
+
+
 def _subnets(d: Diff) -> Iterator[Finding]:
     for action in d.actions:
         if action.type != SUBNET_T or action.op not in (UPDATE, REPLACE):
             continue
         if not _touches(action, "addressPrefix"):
             continue
-        subnet_id = d.before[action.urn].id.lower()
-        attached = sorted(
-            r.name
-            for r in d.before.values()
-            if r.type == NIC_T
-            and any(
-                str((c.get("subnet") or {}).get("id", "")).lower() == subnet_id
-                for c in r.inputs.get("ipConfigurations") or []
-            )
-            and (a := d.of(r.urn)) is not None
-            and a.op not in (DELETE, REPLACE)
-        )
-        if attached:
+        users = _subnet_users(d.before[action.urn].id, d)
+        if users:
             old = d.before[action.urn].inputs.get("addressPrefix")
-            new = d.after[action.urn].inputs.get("addressPrefix") if action.urn in d.after else None
+            new = d.after[action.urn].inputs.get("addressPrefix")
             yield Finding(
                 REFUSED,
                 action.name,
                 f"addressPrefix {old} -> {new}",
                 "subnet-in-use",
-                note=", ".join(attached),
+                note=", ".join(users),
+            )
+    for action in d.actions:
+        if action.type != VNET_T or action.op != UPDATE:
+            continue
+        prefixes = lambda r: set(  # noqa: E731
+            (r.inputs.get("addressSpace") or {}).get("addressPrefixes") or []
+        )
+        removed = prefixes(d.before[action.urn]) - prefixes(d.after[action.urn])
+        vnet = d.before[action.urn]
+        inside = sorted(
+            s.name
+            for s in d.before.values()
+            if s.type == SUBNET_T
+            and s.inputs.get("virtualNetworkName") == vnet.inputs.get("virtualNetworkName")
+            and s.inputs.get("resourceGroupName") == vnet.inputs.get("resourceGroupName")
+            and any(_contains(r, str(s.inputs.get("addressPrefix", ""))) for r in removed)
+            and (a := d.of(s.urn)) is not None
+            and a.op != DELETE
+        )
+        if inside:
+            yield Finding(
+                REFUSED,
+                action.name,
+                f"address range {', '.join(sorted(removed))} removed",
+                "vnet-prefix-in-use",
+                note=", ".join(inside),
+            )
+
+
+def _contains(outer: str, inner: str) -> bool:
+    try:
+        return ipaddress.ip_network(inner).subnet_of(ipaddress.ip_network(outer))  # type: ignore[arg-type]
+    except (ValueError, TypeError):
+        return False
+
+
+def _same_name(d: Diff) -> Iterator[Finding]:
+    # Resources that go first: replaced delete-first. What lives inside one of them in
+    # Azure (a VM's run commands) goes with it, so its replacement finds nothing in the way.
+    first = {a.urn for a in d.actions if a.op == REPLACE and a.delete_before_replace}
+    for action in d.actions:
+        if action.op != REPLACE or action.delete_before_replace or action.type == ROLE_T:
+            continue
+        if not action.type.startswith("azure-native:"):
+            continue
+        res = d.after[action.urn]
+        if res.deleted_with in first or first & set(res.replace_with):
+            continue
+        old, new = d.before[action.urn].id, d.after[action.urn].id
+        if old and old.lower() == new.lower():
+            yield Finding(
+                REFUSED, action.name, "replaced under the same name", "same-name-replacement"
             )
 
 
 _PUBLISHED = {GALLERY_T: "gallery", DEFINITION_T: "image definition", VERSION_T: "image version"}
+_KEEP = {
+    GALLERY_T: "every definition and version in it goes too; keep its name, group and location",
+    DEFINITION_T: "every version under it goes too; publish under a new image name instead",
+    VERSION_T: "VMs and scale sets using it lose their image; publish a new version instead",
+}
 
 
 def _published(d: Diff) -> Iterator[Finding]:
@@ -430,11 +568,14 @@ def _published(d: Diff) -> Iterator[Finding]:
         verb = "replaced" if action.op == REPLACE else "deleted"
         why = f" ({'; '.join(action.reasons)})" if action.reasons else ""
         if action.protected:
-            note = "protected: pulumi up refuses and stops"
-        elif action.op == REPLACE:
-            note = "VMs and scale sets using it lose their image; publish a new version instead"
-        else:
+            note = (
+                "protected: Pulumi refuses to delete it and the operation fails at that step "
+                "(changes before it are already applied)"
+            )
+        elif action.op == DELETE:
             note = "VMs and scale sets using it can no longer be created or scaled out from it"
+        else:
+            note = _KEEP[action.type]
         yield Finding(DANGEROUS, action.name, f"published {kind} would be {verb}{why}", note=note)
     for action in d.actions:
         # A protected group is never deleted (the engine stops first).
@@ -445,6 +586,7 @@ def _published(d: Diff) -> Iterator[Finding]:
             r.name
             for r in d.before.values()
             if r.type != GROUP_T
+            and not r.deleted_with  # meant to go with another resource
             and str(r.inputs.get("resourceGroupName", "")) == group
             and (r.retain_on_delete or r.protect)
         )
@@ -464,6 +606,7 @@ CHECKS: tuple[Check, ...] = (
     _immutables,
     _role_assignments,
     _subnets,
+    _same_name,
     _published,
 )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             out[stack] = snapshot(args.project_dir, stack)
         except pulumi.RunError as err:
             out[stack] = {"error": str(err)}
+        except Exception as err:  # a program that crashes does not plan either
+            where = traceback.extract_tb(err.__traceback__)[-1]
+            out[stack] = {"error": f"{type(err).__name__}: {err} ({where.filename}:{where.lineno})"}
     print(json.dumps(out, sort_keys=True, default=str))
     return 0
 

@@ -26,11 +26,17 @@ def _prod_plan() -> str:
     return json.dumps(plan.build_plan(engine.run("prod")))
 
 
-def _diff(change: Callable[[Config], None]) -> list[str]:
+def _diff(
+    change: Callable[[Config], None], base: Callable[[Config], None] | None = None
+) -> list[str]:
     config = copy.deepcopy(engine.stack_config("prod"))
+    before = json.loads(_prod_plan())
+    if base is not None:
+        base(config)
+        before = plan.build_plan(engine.run("prod", config=copy.deepcopy(config)))
     change(config)
     after = plan.build_plan(engine.run("prod", config=config))
-    return [c.line() for c in plandiff.diff_plans(json.loads(_prod_plan()), after)]
+    return [c.line() for c in plandiff.diff_plans(before, after)]
 
 
 def _image(config: Config, name: str) -> dict[str, Any]:
@@ -102,15 +108,17 @@ def test_retiring_a_builder() -> None:
 
 
 def test_replication_mode_change_of_a_published_version() -> None:
-    def shallow(c: Config) -> None:
-        version = _version(c, "webserver", "1.0.0")
-        version["replicationMode"] = "Shallow"
-        for region in version["regions"]:
-            region["replicas"] = 1  # shallow replication keeps one replica per region
+    def less(c: Config) -> None:
+        version = _version(c, "webserver", "1.1.0")
+        version["regions"] = version["regions"][:1]
+        version["regions"][0]["replicas"] = 1
 
-    assert _diff(shallow) == [
-        "version webserver 1.0.0: replicationMode Full -> Shallow",
-        "version webserver 1.0.0: eastus replicas 2 -> 1",
+    def shallow(c: Config) -> None:
+        less(c)
+        _version(c, "webserver", "1.1.0")["replicationMode"] = "Shallow"
+
+    assert _diff(shallow, base=less) == [
+        "version webserver 1.1.0: replicationMode Full -> Shallow",
     ]
 
 
@@ -171,7 +179,12 @@ def test_renaming_the_gallery_replaces_it() -> None:
     def rename(c: Config) -> None:
         c["imagefactory:gallery"]["name"] = "imgf_prod_gallery2"
 
-    assert _diff(rename) == ["gallery name imgf_prod_gallery -> imgf_prod_gallery2"]
+    assert _diff(rename) == [
+        "gallery name imgf_prod_gallery -> imgf_prod_gallery2",
+        "version iis 1.0.0: created anew in the moved gallery (the old one is deleted)",
+        "version webserver 1.0.0: created anew in the moved gallery (the old one is deleted)",
+        "version webserver 1.1.0: created anew in the moved gallery (the old one is deleted)",
+    ]
 
 
 def test_sharing_added_and_removed() -> None:
@@ -212,7 +225,8 @@ def test_removing_a_version_moves_its_latest_followers_back() -> None:
     assert _diff(drop) == [
         "version webserver 1.1.0 removed (protected: pulumi up will refuse)",
         "scale set web-us moves from webserver latest (1.1.0) to webserver latest (1.0.0) "
-        "(automatic OS image upgrade)",
+        "(running instances keep 1.1.0: automatic OS image upgrades only move forward; new "
+        "instances get 1.0.0)",
     ]
 
 
@@ -231,7 +245,8 @@ def test_excluding_from_latest_moves_latest_followers() -> None:
     assert _diff(exclude) == [
         "version webserver 1.1.0: excludeFromLatest False -> True",
         "scale set web-us moves from webserver latest (1.1.0) to webserver latest (1.0.0) "
-        "(automatic OS image upgrade)",
+        "(running instances keep 1.1.0: automatic OS image upgrades only move forward; new "
+        "instances get 1.0.0)",
     ]
 
 
@@ -479,14 +494,17 @@ def test_json_and_markdown_carry_both_levels_and_the_exit_code() -> None:
     assert data["exitCode"] == 3
     assert data["stacks"]["prod"] == {"actions": [], "changes": [], "findings": []}
     dev = data["stacks"]["dev"]
-    assert dev["changes"] == ["gallery name imgf_dev_gallery -> imgf_dev_gallery2"]
+    assert dev["changes"] == [
+        "gallery name imgf_dev_gallery -> imgf_dev_gallery2",
+        "version webserver 0.1.0: created anew in the moved gallery (the old one is deleted)",
+    ]
     assert [f["level"] for f in dev["findings"]] == ["DANGEROUS"] * 3
     assert dev["actions"][0]["line"] == (
         "replace gallery-gallery (galleryName cannot change in place)"
     )
     md = plandiff.render(results, "markdown", "main", "pr")
     assert "> [!WARNING]\n> 3 change(s) would replace or delete something published." in md
-    assert "- gallery name imgf_dev_gallery -> imgf_dev_gallery2" in md
+    assert "- gallery name imgf_dev_gallery -> imgf_dev_gallery2\n- version webserver" in md
     assert "<details><summary>Resource-level actions: 3 replace, 1 update</summary>" in md
     assert (
         "| replace | `gallery-gallery` | `galleryName` | galleryName cannot change in place |" in md

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
+import pulumi
 import pytest
 
 from imagefactory import contract, scripts
@@ -143,6 +146,8 @@ def test_dev_chain_vm_provision_generalize_capture_image_version_consumer(dev: R
         assert step.replace_with == [vm.urn]
         # Deleted with the VM: Azure refuses extension changes on a generalized VM.
         assert step.deleted_with == vm.urn
+        # And never deleted on their own, by any engine: Azure removes them with the VM.
+        assert step.retain_on_delete is True
 
     capture = dev.named("build-webserver-0.1.0-generalize-capture")
     assert explicit(capture) == {steps[-1].urn}
@@ -560,3 +565,19 @@ def test_consumers_of_a_confidential_vm_definition_are_not_trusted_launch() -> N
     assert definition.inputs["features"] == [
         {"name": "SecurityType", "value": "ConfidentialVmSupported"}
     ]
+
+
+def test_the_offline_engine_refuses_a_duplicate_urn_like_pulumi(tmp_path: Path) -> None:
+    program = tmp_path / "__main__.py"
+    program.write_text(
+        "import pulumi\n"
+        "pulumi.ComponentResource('t:x:Y', 'same')\n"
+        "pulumi.ComponentResource('t:x:Y', 'same')\n"
+    )
+    with pytest.raises(pulumi.RunError) as err:
+        engine.run_program(program, project="p", stack="s", config={})
+    # The URN's parent part depends on whether a stack resource is registered first.
+    assert re.fullmatch(
+        r"Duplicate resource URN 'urn:pulumi:s::p::(pulumi:pulumi:Stack\$)?t:x:Y::same'",
+        str(err.value),
+    ), str(err.value)

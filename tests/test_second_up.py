@@ -440,21 +440,14 @@ def test_a_regions_storage_type_cannot_change() -> None:
 
 
 def test_the_replication_mode_cannot_change() -> None:
-    def shallow(c: Config) -> None:
-        v = version(c, "webserver", "1.0.0")
-        v["replicationMode"] = "Shallow"
-        for region in v["regions"]:
-            region["replicas"] = 1
-
-    actions, findings = outcome("prod", shallow)
-    assert actions == [
-        "update version-webserver-1.0.0-version: publishingProfile.replicationMode, "
-        "publishingProfile.targetRegions"
-    ]
+    actions, findings = outcome(
+        "dev", lambda c: version(c, "webserver", "0.1.0").update(replicationMode="Full")
+    )
+    assert actions == ["update version-webserver-0.1.0-version: publishingProfile.replicationMode"]
     assert findings == [
         refused(
-            "version-webserver-1.0.0-version",
-            "replicationMode Full -> Shallow",
+            "version-webserver-0.1.0-version",
+            "replicationMode Shallow -> Full",
             "version-replication-mode",
         )
     ]
@@ -495,14 +488,16 @@ def test_renaming_the_gallery_replaces_everything_published_in_it() -> None:
         "replace gallery-webserver (galleryName cannot change in place)",
         "replace version-webserver-0.1.0-version (galleryName cannot change in place)",
     ]
-    lose = "VMs and scale sets using it lose their image; publish a new version instead"
     assert findings == [
-        f"DANGEROUS: gallery-gallery: published gallery would be replaced "
-        f"(galleryName cannot change in place); {lose}",
-        f"DANGEROUS: gallery-webserver: published image definition would be replaced "
-        f"(galleryName cannot change in place); {lose}",
-        f"DANGEROUS: version-webserver-0.1.0-version: published image version would be "
-        f"replaced (galleryName cannot change in place); {lose}",
+        "DANGEROUS: gallery-gallery: published gallery would be replaced "
+        "(galleryName cannot change in place); every definition and version in it goes "
+        "too; keep its name, group and location",
+        "DANGEROUS: gallery-webserver: published image definition would be replaced "
+        "(galleryName cannot change in place); every version under it goes too; publish "
+        "under a new image name instead",
+        "DANGEROUS: version-webserver-0.1.0-version: published image version would be "
+        "replaced (galleryName cannot change in place); VMs and scale sets using it lose "
+        "their image; publish a new version instead",
     ]
 
 
@@ -608,7 +603,10 @@ def test_a_group_deleted_under_a_retained_gallery_is_dangerous() -> None:
 
 def test_destroying_a_protected_stack_stops_at_the_published_images() -> None:
     d = changes.diff(_base("prod"), [])
-    stops = "protected: pulumi up refuses and stops"
+    stops = (
+        "protected: Pulumi refuses to delete it and the operation fails at that step "
+        "(changes before it are already applied)"
+    )
     assert [f.line() for f in refusals.check(d)] == [
         f"DANGEROUS: gallery-gallery: published gallery would be deleted; {stops}",
         f"DANGEROUS: gallery-iis: published image definition would be deleted; {stops}",
@@ -652,10 +650,9 @@ def test_a_refused_line_names_the_state_azure_the_source_and_the_way_around() ->
         "REFUSED: v: region northeurope added (the version's source, a managed image or "
         "builder VM, was retired); Azure answers replication to a new region reads the "
         "version's source, which no longer exists [https://learn.microsoft.com/azure/"
-        "virtual-machines/update-image-resources; https://github.com/MicrosoftDocs/azure-docs/"
-        "issues/28793]; instead: publish the region with a new version (python -m "
-        "offline.bump), or keep the builder active (builder: active) while regions may still "
-        "be added"
+        "virtual-machines/update-image-resources]; instead: publish the region with a new "
+        "version (python -m offline.bump); reactivating the builder would build a different "
+        "image under the same version number"
     )
 
 
@@ -691,3 +688,123 @@ def test_a_new_admin_name_rebuilds_builders_and_vm_groups_and_is_refused_for_sca
         )
         for where in ("eu", "us")
     ]
+
+
+def test_a_version_added_as_retired_has_no_source_to_be_created_from() -> None:
+    def add(c: Config) -> None:
+        image(c, "webserver")["versions"].append(
+            {
+                "version": "0.2.0",
+                "builder": "retired",
+                "replicationMode": "Shallow",
+                "regions": [{"name": "eastus"}],
+            }
+        )
+
+    actions, findings = outcome("dev", add)
+    assert actions == ["create version-webserver-0.2.0-version"]
+    assert findings == [
+        refused("version-webserver-0.2.0-version", "created", "version-created-without-source")
+    ]
+
+
+def test_a_consumer_subnet_holding_a_scale_set_cannot_change_its_range() -> None:
+    def move(c: Config) -> None:
+        c.setdefault("imagefactory:network", {}).update(
+            consumerAddressSpace="10.61.0.0/16", consumerSubnet="10.61.1.0/24"
+        )
+
+    actions, findings = outcome("dev", move)
+    assert actions == [
+        "update consumers-eastus-subnet: addressPrefix",
+        "update consumers-eastus-vnet: addressSpace.addressPrefixes",
+    ]
+    assert findings == [
+        refusals.Finding(
+            refusals.REFUSED,
+            "consumers-eastus-subnet",
+            "addressPrefix 10.60.1.0/24 -> 10.61.1.0/24",
+            "subnet-in-use",
+            note="scaleset-web-dev-vmss",
+        ).line(),
+        refusals.Finding(
+            refusals.REFUSED,
+            "consumers-eastus-vnet",
+            "address range 10.60.0.0/16 removed",
+            "vnet-prefix-in-use",
+            note="consumers-eastus-subnet",
+        ).line(),
+    ]
+
+
+def test_moving_the_factory_to_another_region_replaces_same_named_resources() -> None:
+    def move(c: Config) -> None:
+        c["imagefactory:location"] = "westus2"
+        version(c, "webserver", "0.1.0")["regions"][0]["name"] = "westus2"
+        c["imagefactory:scaleSets"][0]["region"] = "westus2"
+
+    actions, findings = outcome("dev", move)
+    assert "replace groups-images (location cannot change in place)" in actions
+    assert "create groups-consumers-westus2" in actions
+    same = [f for f in findings if f.startswith("REFUSED")]
+    assert same == [
+        refused(name, "replaced under the same name", "same-name-replacement")
+        for name in (
+            "build-network-nsg",
+            "build-network-vnet",
+            "build-webserver-0.1.0-builder-nic",
+            "gallery-gallery",
+            "gallery-webserver",
+            "groups-build",
+            "groups-images",
+            "version-webserver-0.1.0-version",
+        )
+    ]
+    assert len(findings) == len(same) + 3  # and the three published resources: DANGEROUS
+
+
+def test_a_scale_set_cannot_switch_to_an_image_of_the_other_os() -> None:
+    actions, findings = outcome(
+        "prod", lambda c: c["imagefactory:scaleSets"][1].update(image="iis", version="1.0.0")
+    )
+    assert actions[0].startswith("update scaleset-web-eu-vmss: tags.imagefactory-image, ")
+    assert findings == [
+        refused(
+            "scaleset-web-eu-vmss", "update of the OS (linux -> windows)", "os-profile-immutable"
+        )
+    ]
+
+
+def test_reactivating_a_builder_to_add_a_region_mixes_two_builds() -> None:
+    def reactivate(c: Config) -> None:
+        v = version(c, "webserver", "1.0.0")
+        v["builder"] = "active"
+        v["regions"].append({"name": "northeurope", "replicas": 1, "storage": "Standard_ZRS"})
+
+    actions, findings = outcome("prod", reactivate)
+    assert "update version-webserver-1.0.0-version: publishingProfile.targetRegions" in actions
+    assert findings == [
+        "DANGEROUS: version-webserver-1.0.0-version: region northeurope added while its "
+        "source is built anew; the new region gets the new build, the others keep the "
+        "published one, under one version number; publish the region with a new version "
+        "instead"
+    ]
+
+
+def test_changing_protection_changes_only_pulumis_state() -> None:
+    actions, findings = outcome(
+        "prod", lambda c: c.update({"imagefactory:protection": "retainOnDelete"})
+    )
+    assert actions == [
+        f"state {name}: protect True -> False, retain_on_delete False -> True"
+        for name in (
+            "groups-images",
+            "gallery-gallery",
+            "gallery-iis",
+            "gallery-webserver",
+            "version-iis-1.0.0-version",
+            "version-webserver-1.0.0-version",
+            "version-webserver-1.1.0-version",
+        )
+    ]
+    assert findings == []
