@@ -26,7 +26,12 @@ from imagefactory.settings import LATEST, ScaleSet
 
 pulumi_engine.require_engine()
 pulumi.runtime.register_stack_transformation(drop_api_version_aliases)
+# Every check (config, Azure's rules and facts, the stack file) runs here, all problems at
+# once; what the wiring below derives from settings is derived here too, so no config can
+# make the program fail once it has registered a resource.
 settings = stackconfig.settings()
+builders = {image.name: settings.builder_for(image) for image in settings.images}
+chosen_versions = {c.name: settings.image(c.image).find(c.version) for c in settings.consumers()}
 stack = pulumi.get_stack()
 names = settings.names
 location = settings.location
@@ -89,7 +94,7 @@ for image in settings.images:
     version_outputs: dict[str, dict] = {}
     for spec in image.versions:
         key = f"{image.name}-{spec.version}"
-        builder_tl = settings.builder_for(image).security_type == "TrustedLaunch"
+        builder_tl = builders[image.name].security_type == "TrustedLaunch"
         build = None
         if spec.builder == "active":
             assert placement is not None
@@ -163,7 +168,7 @@ consumer_nets = {
 }
 for consumer in settings.consumers():
     image = settings.image(consumer.image)
-    chosen = image.find(consumer.version)
+    chosen = chosen_versions[consumer.name]
     assert chosen is not None  # settings refuse consumers of unknown versions
     version = published[(image.name, chosen.version)]
     follows = consumer.version == LATEST

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import compute, network
 
-from components.credentials import os_profile_parts, trusted_launch_profile
+from components.credentials import marketplace_plan, os_profile_parts, trusted_launch_profile
 from components.options import KEPT_FROM_CREATION
 from imagefactory.settings import BaseImage, Builder, Generation, OsType
 
@@ -125,6 +125,7 @@ class BuilderVm(pulumi.ComponentResource):
                 ),
             ),
             security_profile=security,
+            plan=marketplace_plan(base),
             # Managed boot diagnostics keep the serial log when in-guest generalization fails.
             diagnostics_profile=compute.DiagnosticsProfileArgs(
                 boot_diagnostics=compute.BootDiagnosticsArgs(enabled=True)

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import compute, network
 
-from components.credentials import os_profile_parts, trusted_launch_profile
+from components.credentials import marketplace_plan, os_profile_parts, trusted_launch_profile
 from imagefactory.naming import Names
 from imagefactory.settings import Image, ScaleSet, VmGroup
 
@@ -107,6 +107,7 @@ class ScaleSetConsumer(pulumi.ComponentResource):
             location=spec.region,
             sku=compute.SkuArgs(name=spec.sku, tier="Standard", capacity=spec.capacity),
             orchestration_mode="Uniform",
+            plan=marketplace_plan(image.base),
             overprovision=False,
             upgrade_policy=compute.UpgradePolicyArgs(
                 mode=compute.UpgradeMode(spec.upgrade_policy),
@@ -241,6 +242,7 @@ class VmGroupConsumer(pulumi.ComponentResource):
                         ),
                     ),
                     security_profile=security,
+                    plan=marketplace_plan(image.base),
                     tags={
                         **placement.tags,
                         "imagefactory-image": image.name,

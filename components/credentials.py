@@ -13,7 +13,7 @@ import pulumi_random as random
 import pulumi_tls as tls
 from pulumi_azure_native import compute
 
-from imagefactory.settings import OsType
+from imagefactory.settings import BaseImage, OsType
 
 
 def os_profile_parts(
@@ -58,6 +58,17 @@ def os_profile_parts(
             provision_vm_agent=True, enable_automatic_updates=automatic_updates
         ),
     }
+
+
+def marketplace_plan(base: BaseImage) -> compute.PlanArgs | None:
+    """The purchase plan a VM or scale set from a plan image must name (Azure refuses the
+    deployment without it, also for VMs from a gallery version of such an image:
+    https://learn.microsoft.com/azure/virtual-machines/marketplace-images)."""
+    if base.plan is None:
+        return None
+    return compute.PlanArgs(
+        name=base.plan.name, product=base.plan.product, publisher=base.plan.publisher
+    )
 
 
 def trusted_launch_profile() -> compute.SecurityProfileArgs:

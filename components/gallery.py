@@ -82,6 +82,17 @@ class Gallery(pulumi.ComponentResource):
                 hyper_v_generation=image.generation,
                 architecture=image.architecture,
                 features=features or None,
+                # A definition of a Marketplace plan image carries the plan, so Azure can
+                # check it on every VM created from its versions (marketplace-images).
+                purchase_plan=(
+                    compute.ImagePurchasePlanArgs(
+                        name=image.base.plan.name,
+                        product=image.base.plan.product,
+                        publisher=image.base.plan.publisher,
+                    )
+                    if image.base.plan
+                    else None
+                ),
                 description=image.description,
                 end_of_life_date=image.end_of_life_date,
                 tags={**tags, "imagefactory-image": image.name},

@@ -41,6 +41,9 @@ DEFINITION_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 IDENTIFIER_PART = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$")
 # Names we derive resource names from (prefix, image, consumer): lower-case words and hyphens.
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+# Consumer names (scale sets, VM groups) become VM, NIC and scale set names, which Azure
+# allows in upper case too; two names that differ only in case are the same resource.
+CONSUMER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*$")
 
 # Built-in role "Reader" (the same GUID in every tenant).
 READER_ROLE_ID = "acdd72a7-3385-48ef-bd42-f606fba81ae7"

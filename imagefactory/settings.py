@@ -15,6 +15,7 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,7 +29,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from imagefactory import naming, regions
+from imagefactory import facts as azure_facts
+from imagefactory import naming, preflight, regions, rules
 
 NAMESPACE = "imagefactory"
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
@@ -57,7 +59,7 @@ Protection = Literal["protect", "retainOnDelete", "none"]
 LATEST = "latest"
 
 _VERSION = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
-_VM_SIZE = re.compile(r"^(Standard|Basic)_[A-Za-z0-9_]+$")
+_VM_SIZE = re.compile(r"^(Standard|Basic)_[A-Za-z0-9_-]+$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 DEFAULT_BASE_IMAGES: dict[str, dict[str, str]] = {
@@ -92,16 +94,7 @@ class ConfigError(Exception):
         return "\n".join([head, *(f"  - {p}" for p in self.problems)])
 
 
-def _key(path: Iterable[str | int]) -> str:
-    out = NAMESPACE + ":"
-    first = True
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += part if first else f".{part}"
-        first = False
-    return out
+_key = rules.config_key
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -126,6 +119,24 @@ def _as_str(value: Any) -> Any:
 
 
 Str = Annotated[str, BeforeValidator(_as_str)]
+
+
+def _version_text(value: Any) -> Any:
+    # An unquoted `version: 1.10` is the YAML number 1.1: the text the user wrote is gone,
+    # so say what happened instead of quoting a value they never typed.
+    if isinstance(value, float):
+        raise ValueError(numeric_version_message(value))
+    return _as_str(value)
+
+
+VersionStr = Annotated[str, BeforeValidator(_version_text)]
+
+
+def numeric_version_message(value: float) -> str:
+    return (
+        f"{value!r} is a YAML number, not a version: unquoted, 1.10 reads as 1.1; quote the "
+        f'version and give all three parts, e.g. "{value!r}.0"'
+    )
 
 
 class _Model(BaseModel):
@@ -161,6 +172,32 @@ def _check_slug(value: str, what: str, limit: int) -> str:
     return value
 
 
+def _check_vm_size(value: str) -> str:
+    if not _VM_SIZE.match(value):
+        hint = ""
+        if re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", value) and not value.lower().startswith(
+            ("standard", "basic")
+        ):
+            hint = f" (did you mean {'Standard_' + value!r}?)"
+        raise ValueError(
+            f"{value!r} is not a VM size name{hint}; Azure's size names start with "
+            "'Standard_' or 'Basic_', e.g. 'Standard_D2s_v5' (az vm list-sizes --location "
+            "eastus -o table)"
+        )
+    return value
+
+
+def _check_consumer_name(value: str, what: str, limit: int) -> str:
+    # Azure allows upper case in VM, NIC and scale set names; the computer names derived
+    # from them are cut and cleaned by naming.Names.
+    if not naming.CONSUMER_NAME.match(value) or len(value) > limit:
+        raise ValueError(
+            f"{value!r} is not a valid {what}; use 1-{limit} letters, digits and single "
+            "hyphens, starting with a letter"
+        )
+    return value
+
+
 def _check_eol(value: str | None) -> str | None:
     if value is None:
         return None
@@ -171,13 +208,23 @@ def _check_eol(value: str | None) -> str | None:
     return value[:10]
 
 
+class PurchasePlan(_Model):
+    """A Marketplace image's purchase plan, as `az vm image show` prints it (all required)."""
+
+    name: Str
+    product: Str
+    publisher: Str
+
+
 class BaseImage(_Model):
-    """A marketplace image: publisher:offer:sku:version."""
+    """A marketplace image: publisher:offer:sku:version, and its plan if it is sold with one."""
 
     publisher: Str
     offer: Str
     sku: Str
     version: Str = "latest"
+    plan: PurchasePlan | None = None
+    """Required for images sold through a Marketplace plan; default none."""
 
     def urn(self) -> str:
         return f"{self.publisher}:{self.offer}:{self.sku}:{self.version}"
@@ -217,9 +264,7 @@ class Builder(_Model):
     @field_validator("vm_size")
     @classmethod
     def _size(cls, value: str | None) -> str | None:
-        if value is not None and not _VM_SIZE.match(value):
-            raise ValueError(f"{value!r} is not a VM size; expected e.g. 'Standard_D2s_v5'")
-        return value
+        return None if value is None else _check_vm_size(value)
 
 
 class TargetRegion(_Model):
@@ -238,7 +283,7 @@ class TargetRegion(_Model):
 class Version(_Model):
     """One gallery image version, immutable once published."""
 
-    version: Str
+    version: VersionStr
     regions: tuple[TargetRegion, ...] = Field(min_length=1)
     exclude_from_latest: bool = False
     end_of_life_date: Str | None = None
@@ -299,7 +344,7 @@ class Image(_Model):
 
     @property
     def base(self) -> BaseImage:
-        return self.base_image or BaseImage(**DEFAULT_BASE_IMAGES[self.os])
+        return self.base_image or BaseImage.model_validate(DEFAULT_BASE_IMAGES[self.os])
 
     @property
     def script_paths(self) -> tuple[str, ...]:
@@ -365,6 +410,11 @@ class BuilderDefaults(_Model):
     public_ip: bool = False
     run_command_timeout_minutes: int = Field(default=60, ge=1, le=1440)
 
+    @field_validator("vm_size", "windows_vm_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        return _check_vm_size(value)
+
 
 class Capture(_Model):
     """Limits of the deallocate + generalize command (scripts/azure/capture.sh)."""
@@ -393,12 +443,12 @@ class _Consumer(_Model):
     name: Str
     region: Str
     image: Str
-    version: Str = LATEST
+    version: VersionStr = LATEST
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _check_slug(value, cls._WHAT, cls._NAME_MAX)
+        return _check_consumer_name(value, cls._WHAT, cls._NAME_MAX)
 
     @field_validator("region")
     @classmethod
@@ -418,6 +468,11 @@ class ScaleSet(_Consumer):
     health_port: int = Field(default=80, ge=1, le=65535)
     health_path: Str = "/"
 
+    @field_validator("sku")
+    @classmethod
+    def _sku(cls, value: str) -> str:
+        return _check_vm_size(value)
+
 
 class VmGroup(_Consumer):
     """`count` identical VMs with unique names (like `az vm create --count`)."""
@@ -427,6 +482,11 @@ class VmGroup(_Consumer):
 
     size: Str = "Standard_B2s"
     count: int = Field(default=1, ge=1, le=100)
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        return _check_vm_size(value)
 
 
 class Settings(_Model):
@@ -463,21 +523,44 @@ class Settings(_Model):
         return naming.Names(self.name_prefix)
 
     def builder_for(self, image: Image) -> Builder:
-        """The image's builder settings with the stack-wide defaults filled in."""
-        defaults = self.builder
-        own = image.builder
-        size = own.vm_size or (
-            defaults.windows_vm_size if image.os == "windows" else defaults.vm_size
-        )
-        return Builder(
-            vm_size=size,
-            os_disk_type=own.os_disk_type or defaults.os_disk_type,
-            os_disk_size_gb=own.os_disk_size_gb or defaults.os_disk_size_gb,
-            security_type=own.security_type or "Standard",
+        """The image's builder settings with the stack-wide defaults filled in.
+
+        Built from values `load` already checked, without validating again: nothing the
+        program derives from settings may raise once resources are being registered.
+        """
+        spec = build_spec(self.images.index(image), image, self.builder)
+        return Builder.model_construct(
+            vm_size=spec.vm_size,
+            os_disk_type=spec.os_disk_type,
+            os_disk_size_gb=spec.os_disk_size_gb,
+            security_type="TrustedLaunch" if spec.trusted_launch else "Standard",
         )
 
     def consumers(self) -> tuple[ScaleSet | VmGroup, ...]:
         return (*self.scale_sets, *self.vm_groups)
+
+
+def build_spec(index: int, image: Image, defaults: BuilderDefaults | None) -> preflight.BuildSpec:
+    """An image's builder from its own settings and the stack-wide ones, with the key each
+    value came from. `defaults` None: the stack-wide `builder` did not parse."""
+    own = image.builder
+    base = defaults or BuilderDefaults.model_construct()
+    at = ("images", index, "builder")
+    stack_size = "windowsVmSize" if image.os == "windows" else "vmSize"
+    return preflight.BuildSpec(
+        vm_size=own.vm_size or (base.windows_vm_size if image.os == "windows" else base.vm_size),
+        vm_size_key=_key((*at, "vmSize")) if own.vm_size else _key(("builder", stack_size)),
+        os_disk_type=own.os_disk_type or base.os_disk_type,
+        os_disk_type_key=_key((*at, "osDiskType"))
+        if own.os_disk_type
+        else _key(("builder", "osDiskType")),
+        os_disk_size_gb=own.os_disk_size_gb or base.os_disk_size_gb,
+        os_disk_size_key=_key((*at, "osDiskSizeGb"))
+        if own.os_disk_size_gb
+        else _key(("builder", "osDiskSizeGb")),
+        trusted_launch=own.security_type == "TrustedLaunch",
+        security_key=_key((*at, "securityType")),
+    )
 
 
 # --- pydantic errors -> config-key messages ---------------------------------------------
@@ -531,16 +614,48 @@ def _describe(error: Mapping[str, Any]) -> str:
         least = error.get("ctx", {}).get("min_length", 1)
         return f"{_key(loc)}: list at least {least} entry here; got none"
     value = error.get("input")
-    message = str(error["msg"])
     if kind == "value_error":
-        message = message.removeprefix("Value error, ")
-        return f"{_key(loc)}: {message}"
+        return f"{_key(loc)}: {str(error['msg']).removeprefix('Value error, ')}"
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"{_key(loc)}: {value!r} is not allowed; allowed values: {expected}"
-    # Settings hold tuples so they stay frozen; in YAML they are lists.
-    message = message.replace("valid tuple", "list")
-    return f"{_key(loc)}: {value!r}: {message[:1].lower()}{message[1:]}"
+    # pydantic's own texts speak of its internals ("input should be ..."); say it in the
+    # stack file's terms: what the value is not, and what is allowed.
+    low, high = _bounds(loc)
+    span = (
+        f"; allowed: {low} to {high}"
+        if low is not None and high is not None
+        else f"; allowed: {low} or more"
+        if low is not None
+        else ""
+    )
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return f"{_key(loc)}: {value!r} is out of range{span}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{_key(loc)}: {value!r} is not a whole number{span}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{_key(loc)}: {value!r} is not a boolean; allowed: true or false"
+    if kind in ("list_type", "tuple_type"):
+        return f"{_key(loc)}: {value!r} is not a list; write one '- ' entry per line"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"{_key(loc)}: {value!r} is not a mapping; write 'key: value' lines under it"
+    if kind == "string_type":
+        return f"{_key(loc)}: {value!r} is not text; write a string"
+    return f"{_key(loc)}: {value!r} is not a valid value here"
+
+
+def _bounds(loc: tuple[str | int, ...]) -> tuple[Any, Any]:
+    """The ge/le limits of the number field at ``loc``, for 'allowed: 1 to 100'."""
+    model = _model_at(loc[:-1])
+    if model is None:
+        return None, None
+    name = loc[-1]
+    field = next((f for n, f in model.model_fields.items() if name in (n, f.alias)), None)
+    low = high = None
+    for meta in field.metadata if field else []:
+        low = getattr(meta, "ge", low)
+        high = getattr(meta, "le", high)
+    return low, high
 
 
 # --- rules that relate values ------------------------------------------------------------
@@ -621,6 +736,21 @@ def _image_rules(i: int, image: Image, location: str | None) -> list[str]:
                     f"available in {target.name!r}, which has no availability zones; "
                     "use 'Standard_LRS' or 'Premium_LRS' there"
                 )
+            if (
+                version.replication_mode == "Shallow"
+                and location is not None
+                and target.name != location
+            ):
+                # A shallow version references its source instead of copying it, so it
+                # exists in the source region only ("Shallow replication",
+                # https://learn.microsoft.com/azure/virtual-machines/
+                # azure-compute-gallery#shallow-replication).
+                problems.append(
+                    f"{_key((*vat, 'regions', k, 'name'))}: {target.name!r} with "
+                    f"replicationMode 'Shallow'; a shallow version stays in its source region "
+                    f"{location!r} (config key {NAMESPACE}:location); use replicationMode: "
+                    "Full to replicate it"
+                )
             if version.replication_mode == "Shallow" and target.replicas != 1:
                 problems.append(
                     f"{_key((*vat, 'regions', k, 'replicas'))}: {target.replicas} replicas "
@@ -677,11 +807,6 @@ def _consumer_rules(
             f"(automatic OS image upgrades move them to each new version), or pin "
             f"{consumer.name!r} to a version"
         ]
-    if kind == "scaleSets" and image.os == "windows" and len(consumer.name) > 15:
-        return [
-            f"{_key((*at, 'name'))}: {consumer.name!r} is longer than 15 characters, the "
-            "limit for Windows scale set names"
-        ]
     return []
 
 
@@ -700,8 +825,18 @@ def _orphaned(kind: str, index: int, consumer: ScaleSet | VmGroup) -> str:
     )
 
 
-def _network_rules(network: Network) -> list[str]:
+def _network_rules(network: Network, builders: int, consumers: Mapping[str, int]) -> list[str]:
+    """CIDRs: private IPv4, subnet inside its space, at least a /29, room for every NIC.
+
+    `builders`: active builder VMs (one NIC each, in the build subnet); `consumers`: VMs
+    per region (each region's network uses the same consumer subnet).
+    """
     problems: list[str] = []
+    busiest = max(consumers.items(), key=lambda kv: kv[1], default=("", 0))
+    need = {
+        "builderSubnet": (builders, f"{builders} active builder(s)"),
+        "consumerSubnet": (busiest[1], f"the scale set instances and VMs in {busiest[0]!r}"),
+    }
     pairs = (
         (
             ("builderAddressSpace", network.builder_address_space),
@@ -723,13 +858,23 @@ def _network_rules(network: Network) -> list[str]:
                     "expected e.g. '10.42.0.0/16'"
                 )
                 continue
+            if net.version != 4:
+                problems.append(
+                    f"{_key(('network', key))}: {value!r} is IPv6; Azure virtual networks "
+                    "need an IPv4 range (e.g. '10.42.0.0/16')"
+                )
+                continue
             if not net.is_private:
                 problems.append(
                     f"{_key(('network', key))}: {value!r} is not a private range; use "
                     "10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
                 )
+            if key in need:
+                assert isinstance(net, ipaddress.IPv4Network)
+                count, what = need[key]
+                problems.extend(rules.subnet(_key(("network", key)), net, count, what))
             parsed.append(net)
-        if len(parsed) == 2 and not parsed[1].subnet_of(parsed[0]):  # type: ignore[arg-type]
+        if len(parsed) == 2 and not parsed[1].subnet_of(parsed[0]):
             problems.append(
                 f"{_key(('network', subnet_key))}: {str(parsed[1])!r} is not inside "
                 f"{NAMESPACE}:network.{space_key} {str(parsed[0])!r}"
@@ -745,8 +890,10 @@ def _partial(model: type[BaseModel], raw: Any) -> Any:
         return None
 
 
-def _rules(raw: Mapping[str, Any], parsed: Settings | None) -> list[str]:
-    """The relational rules, over every part of the config that parsed."""
+def _rules(
+    raw: Mapping[str, Any], parsed: Settings | None, facts: azure_facts.Facts
+) -> preflight.Findings:
+    """The relational rules and the fact-based checks, over every part that parsed."""
     # Images that are in config but did not parse: their own errors are reported, so a
     # consumer naming one must not also be told the image does not exist. None: the images
     # key itself is unusable, so no consumer's image can be checked.
@@ -758,6 +905,9 @@ def _rules(raw: Mapping[str, Any], parsed: Settings | None) -> list[str]:
         scale_sets = list(enumerate(parsed.scale_sets))
         vm_groups = list(enumerate(parsed.vm_groups))
         network: Network | None = parsed.network
+        defaults: BuilderDefaults | None = parsed.builder
+        tags: Mapping[str, Any] = parsed.tags
+        principals = [share.principal_id for share in parsed.gallery.sharing]
     else:
         location = raw.get("location") if isinstance(raw.get("location"), str) else None
         if location is not None and not regions.is_region(location):
@@ -788,6 +938,16 @@ def _rules(raw: Mapping[str, Any], parsed: Settings | None) -> list[str]:
         scale_sets = parts("scaleSets", ScaleSet)
         vm_groups = parts("vmGroups", VmGroup)
         network = _partial(Network, raw.get("network", {}))
+        defaults = _partial(BuilderDefaults, raw.get("builder", {}))
+        raw_tags = raw.get("tags")
+        tags = raw_tags if isinstance(raw_tags, dict) else {}
+        gallery = raw.get("gallery")
+        sharing = gallery.get("sharing") if isinstance(gallery, dict) else None
+        principals = [
+            str(share.get("principalId")).lower()
+            for share in (sharing if isinstance(sharing, list) else [])
+            if isinstance(share, dict) and isinstance(share.get("principalId"), str)
+        ]
 
     problems: list[str] = []
     for dupe in _duplicates(img.name for _, img in images):
@@ -803,7 +963,10 @@ def _rules(raw: Mapping[str, Any], parsed: Settings | None) -> list[str]:
     for i, image in images:
         problems.extend(_image_rules(i, image, location))
     by_name = {img.name: img for _, img in images}
-    consumer_names = [c.name for _, c in scale_sets] + [c.name for _, c in vm_groups]
+    # Azure compares resource names case-insensitively: Web-US and web-us are one scale set.
+    consumer_names = [c.name.lower() for _, c in scale_sets] + [
+        c.name.lower() for _, c in vm_groups
+    ]
     for dupe in _duplicates(consumer_names):
         problems.append(
             f"{_key(('scaleSets',))}: consumer {dupe!r} is defined more than once "
@@ -815,9 +978,43 @@ def _rules(raw: Mapping[str, Any], parsed: Settings | None) -> list[str]:
                 problems.append(_orphaned(kind, n, consumer))
             elif broken is not None and consumer.image not in broken:
                 problems.extend(_consumer_rules(kind, n, consumer, by_name))
+    active = sum(v.builder == "active" for _, img in images for v in img.versions)
+    per_region: dict[str, int] = {}
+    for _, ss in scale_sets:
+        per_region[ss.region] = per_region.get(ss.region, 0) + ss.capacity
+    for _, group in vm_groups:
+        per_region[group.region] = per_region.get(group.region, 0) + group.count
     if network is not None:
-        problems.extend(_network_rules(network))
-    return problems
+        problems.extend(_network_rules(network, active, per_region))
+    if all(isinstance(k, str) for k in tags):
+        problems.extend(rules.tags(_key(("tags",)), {k: str(v) for k, v in tags.items()}))
+    problems.extend(rules.duplicate_principals(_key(("gallery", "sharing")), principals))
+    oses = sorted({img.os for _, img in images})
+    if defaults is not None:
+        problems.extend(
+            rules.admin_username(_key(("builder", "adminUsername")), defaults.admin_username, oses)
+        )
+
+    # Facts: sizes against images, base images against definitions, disks, plans.
+    with_builds = [
+        (
+            i,
+            img,
+            build_spec(i, img, defaults)
+            if any(v.builder == "active" for v in img.versions)
+            else None,
+        )
+        for i, img in images
+    ]
+    users = [
+        (kind, n, consumer, by_name[consumer.image])
+        for kind, consumers in (("scaleSets", scale_sets), ("vmGroups", vm_groups))
+        for n, consumer in consumers
+        if consumer.image in by_name
+    ]
+    found = preflight.check(facts, location, with_builds, users)
+    found.problems[:0] = problems
+    return found
 
 
 def _encloses(loc: tuple[str | int, ...], errors: Iterable[Mapping[str, Any]]) -> bool:
@@ -825,8 +1022,21 @@ def _encloses(loc: tuple[str | int, ...], errors: Iterable[Mapping[str, Any]]) -
     return any(len(e["loc"]) > len(loc) and tuple(e["loc"][: len(loc)]) == loc for e in errors)
 
 
-def load(raw: Mapping[str, Any]) -> Settings:
+@dataclass(frozen=True)
+class Checked:
+    """Settings that passed every check, and what could not be checked (warnings)."""
+
+    settings: Settings
+    warnings: tuple[str, ...]
+
+
+def load(raw: Mapping[str, Any], facts: azure_facts.Facts | None = None) -> Settings:
     """Turn raw stack config (keys without the namespace) into Settings or raise ConfigError."""
+    return check(raw, facts).settings
+
+
+def check(raw: Mapping[str, Any], facts: azure_facts.Facts | None = None) -> Checked:
+    """Every check at once against `facts` (default: the snapshot); ConfigError lists all."""
     problems: list[str] = []
     parsed: Settings | None = None
     try:
@@ -841,8 +1051,9 @@ def load(raw: Mapping[str, Any]) -> Settings:
             for e in errors
             if not (e["type"] == "too_short" and _encloses(tuple(e["loc"]), errors))
         )
-    problems.extend(_rules(raw, parsed))
+    found = _rules(raw, parsed, facts or azure_facts.snapshot())
+    problems.extend(found.problems)
     if problems:
         raise ConfigError(problems)
     assert parsed is not None
-    return parsed
+    return Checked(parsed, tuple(found.warnings))
