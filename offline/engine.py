@@ -280,8 +280,50 @@ def stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     if not path.is_file():
         known = ", ".join(stacks(project_dir))
         raise FileNotFoundError(f"no stack file {path.name}; known stacks: {known}")
-    merged.update((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+    # A YAML mistake is one line naming the file, the line and a fix (a RunError, which
+    # the plan and the plan diff report like a refused config).
+    merged.update(read_stack_file(path).get("config") or {})
     return merged
+
+
+class StackFileError(pulumi.RunError):
+    """A stack file YAML cannot read: one line naming the file, the line and a fix."""
+
+
+_YAML_FIXES = (
+    ("mapping values are not allowed", "a value that contains ': ' needs quotes, or the "
+     "line is indented deeper than its key"),
+    ("found character '\\t'", "YAML indents with spaces, never tabs"),
+    ("could not find expected ':'", "a key needs ': ' after it (check this line and the one "
+     "above)"),
+    ("did not find expected key", "keys of one mapping must line up, and list entries start "
+     "with '- ' at the same column"),
+    ("expected <block end>", "keys of one mapping must line up, and list entries start with "
+     "'- ' at the same column"),
+    ("found undefined alias", "a value starting with '*' needs quotes"),
+    ("found unexpected end of stream", "a quote is not closed"),
+)  # fmt: skip
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The stack file as data; a YAML error is one line, not the parser's traceback."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path.name}:{mark.line + 1}:{mark.column + 1}" if mark else path.name
+        text = f"{err.context or ''} {err.problem or ''}"
+        fix = next(
+            (f for needle, f in _YAML_FIXES if needle in text),
+            "check the indentation and quoting on that line and the one above",
+        )
+        problem = err.problem or err.context or "not valid YAML"
+        raise StackFileError(f"{where}: YAML syntax error: {problem}; {fix}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise StackFileError(f"{path.name}:1: a stack file is a mapping with a 'config:' key")
+    return data
 
 
 def stacks(project_dir: Path = PROJECT_DIR) -> list[str]:

@@ -293,7 +293,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="STACK",
         help="also estimate STACK and compare (default: prod, for any other stack; 'none' to skip)",
     )
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        help="ask Azure (your az login or ARM_* credentials) for the pre-flight facts "
+        "instead of the dated snapshot",
+    )
     args = parser.parse_args(argv)
+    if args.online:
+        # Read by imagefactory.facts.live (MODE_VARIABLE) inside the program; named here
+        # rather than imported, since a plan diff's sides bring their own imagefactory.
+        os.environ["IMAGEFACTORY_FACTS"] = "live"
     known = engine.stacks()
     if args.stack not in known:
         parser.error(f"unknown stack {args.stack!r}; known: {', '.join(known)}")
