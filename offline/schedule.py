@@ -19,6 +19,7 @@ retired: those were published by an earlier `pulumi up` and are left untouched.
 
 from __future__ import annotations
 
+import argparse
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -197,6 +198,17 @@ class Schedule:
     @property
     def makespan(self) -> float:
         return max(self.finish.values(), default=0.0)
+
+
+def parallel_arg(text: str) -> int:
+    """The argparse type of --parallel: a whole number of at least 1, like `pulumi up`'s."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
 
 
 def simulate(g: Graph, parallel: int, *, p90: bool = False) -> Schedule:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pulumi
@@ -135,6 +137,40 @@ def test_plan_recommends_parallel_when_the_given_one_serializes(
     assert timing["estimateSeconds"] == timing["serializedSeconds"]
     lines = schedule.render_lines(timing)
     assert any(line.startswith("--parallel 1 serializes") for line in lines)
+
+
+@pytest.mark.parametrize("value", ["-3", "0", "x", "2.5", ""])
+def test_parallel_must_be_a_whole_number_of_at_least_1(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        plan.main(["prod", f"--parallel={value}"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "python -m offline.plan: error: argument --parallel: "
+        f"must be a whole number of at least 1, got '{value}'"
+    )
+
+
+def test_a_negative_parallel_is_a_usage_error_not_a_traceback() -> None:
+    # As typed: "--parallel -3", where argparse must take -3 as the value, not an option.
+    done = subprocess.run(
+        [sys.executable, "-m", "offline.plan", "prod", "--parallel", "-3"],
+        cwd=engine.PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines()[-1] == (
+        "python -m offline.plan: error: argument --parallel: "
+        "must be a whole number of at least 1, got '-3'"
+    )
+
+
+def test_parallel_takes_whole_numbers() -> None:
+    assert schedule.parallel_arg("1") == 1
+    assert schedule.parallel_arg("16") == 16
 
 
 def test_the_dev_plan_compares_itself_with_prod_by_default(
