@@ -9,9 +9,21 @@ the same way. A custom parent also orders its children: the engine registers a c
 only after its parent's create returns.
 
 The engine starts a resource as soon as its dependencies are done, at most `--parallel`
-at a time, in the order the program registered them: the simulation does the same
-(first ready, first started). The critical path is the longest chain of durations, the
-wall time with unlimited parallelism, so it is the lower bound of any schedule.
+at a time: the simulation does the same (first ready, first started). The critical path
+is the longest chain of durations, the wall time with unlimited parallelism, so it is
+the lower bound of any schedule.
+
+Ties are broken by URN, the one name of a resource that is the same in every run. Not by
+registration order: the order in which RegisterResource calls reach the engine follows
+the order in which outputs resolve, which varies between runs. Not by set order either:
+a set of strings iterates in an order that changes with PYTHONHASHSEED. So:
+
+- of resources ready at the same moment, the one whose URN sorts first starts first;
+- of predecessors that finish at the same moment, the one whose URN sorts first is the
+  one the critical path goes through;
+- of chains equally long, the critical path is the one ending in the URN that sorts first.
+
+The same program and config therefore give the same estimate, path and plan, byte for byte.
 
 The estimate is for creating every resource, except gallery versions whose builder is
 retired: those were published by an earlier `pulumi up` and are left untouched.
@@ -21,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,10 +78,12 @@ class Node:
 @dataclass
 class Graph:
     nodes: dict[str, Node]
+    """By URN."""
     order: list[str]
-    """Topological, in registration order where the graph allows."""
+    """Topological; of resources free to go at once, the URN that sorts first goes first."""
     preds: dict[str, set[str]] = field(default_factory=dict)
     succs: dict[str, set[str]] = field(default_factory=dict)
+    """Sets, for membership: whatever reads them in order sorts them (or keys a heap by URN)."""
 
 
 def _tag(res: engine.Registered, key: str) -> str | None:
@@ -85,7 +100,7 @@ def _duration(res: engine.Registered, run_index: dict[str, Any]) -> latency.Esti
     if token == RUN_COMMAND_T:
         return latency.run_command(str((res.inputs.get("source") or {}).get("script") or ""))
     if token == COMMAND_T:
-        vms = [run_index["urns"][d] for d in res.dependencies if d in run_index["urns"]]
+        vms = [run_index["urns"][d] for d in sorted(res.dependencies) if d in run_index["urns"]]
         os: latency.OsKind = next(
             (latency.os_of_vm(v.inputs) for v in vms if v.type == VM_T), "linux"
         )
@@ -112,13 +127,15 @@ def _duration(res: engine.Registered, run_index: dict[str, Any]) -> latency.Esti
 
 def graph(run: engine.Run) -> Graph:
     """The DAG of custom resources with their estimated durations."""
-    urns = {r.urn: r for r in run.resources}
+    # By URN, not in registration order: that order varies between runs (see the top).
+    resources = sorted(run.resources, key=lambda r: r.urn)
+    urns = {r.urn: r for r in resources}
     children: dict[str, list[str]] = {}
-    for r in run.resources:
+    for r in resources:
         children.setdefault(r.parent, []).append(r.urn)
     builders = {
         (_tag(r, "imagefactory-image"), _tag(r, "imagefactory-version")): r
-        for r in run.resources
+        for r in resources
         if r.type == VM_T and _tag(r, "imagefactory-lifecycle") == "temporary"
     }
     index = {"urns": urns, "builders": builders}
@@ -138,7 +155,7 @@ def graph(run: engine.Run) -> Graph:
 
     nodes: dict[str, Node] = {}
     preds: dict[str, set[str]] = {}
-    for r in run.resources:
+    for r in resources:
         if not r.custom:
             continue
         nodes[r.urn] = Node(
@@ -162,25 +179,22 @@ def graph(run: engine.Run) -> Graph:
     for u, ps in preds.items():
         for p in ps:
             succs[p].add(u)
-    return Graph(nodes, _topological(list(nodes), preds, succs), preds, succs)
+    return Graph(nodes, _topological(preds, succs), preds, succs)
 
 
-def _topological(
-    order: list[str], preds: dict[str, set[str]], succs: dict[str, set[str]]
-) -> list[str]:
-    position = {u: i for i, u in enumerate(order)}
-    waiting = {u: len(preds[u]) for u in order}
-    ready = [(position[u], u) for u in order if not waiting[u]]
-    heapq.heapify(ready)
+def _topological(preds: dict[str, set[str]], succs: dict[str, set[str]]) -> list[str]:
+    """Kahn's algorithm; of the resources free to go, the URN that sorts first goes first."""
+    waiting = {u: len(ps) for u, ps in preds.items()}
+    ready = sorted(u for u, n in waiting.items() if not n)  # a sorted list is a heap
     out: list[str] = []
     while ready:
-        _, u = heapq.heappop(ready)
+        u = heapq.heappop(ready)
         out.append(u)
-        for v in succs[u]:
+        for v in sorted(succs[u]):
             waiting[v] -= 1
             if not waiting[v]:
-                heapq.heappush(ready, (position[v], v))
-    if len(out) != len(order):
+                heapq.heappush(ready, v)
+    if len(out) != len(preds):
         raise ValueError("the registered graph has a cycle")
     return out
 
@@ -212,43 +226,48 @@ def parallel_arg(text: str) -> int:
 
 
 def simulate(g: Graph, parallel: int, *, p90: bool = False) -> Schedule:
-    """First-ready-first-started list scheduling with `parallel` slots."""
+    """First-ready-first-started list scheduling with `parallel` slots.
+
+    Resources ready at the same moment start in URN order; resources that finish at the
+    same moment release their successors in URN order.
+    """
     if parallel < 1:
         raise ValueError("--parallel must be at least 1")
     dur = _seconds(g, p90)
-    position = {u: i for i, u in enumerate(g.order)}
-    waiting = {u: len(g.preds[u]) for u in g.order}
-    ready = [(0.0, position[u], u) for u in g.order if not waiting[u]]
-    heapq.heapify(ready)
-    running: list[tuple[float, int, str]] = []
+    waiting = {u: len(g.preds[u]) for u in g.nodes}
+    # (ready since, urn) and (finishes at, urn): URNs are unique, so the heaps' order is
+    # total and does not depend on the order things were pushed in.
+    ready = sorted((0.0, u) for u in g.nodes if not waiting[u])
+    running: list[tuple[float, str]] = []
     start: dict[str, float] = {}
     finish: dict[str, float] = {}
     now = 0.0
     while ready or running:
         while ready and len(running) < parallel and ready[0][0] <= now:
-            _, i, u = heapq.heappop(ready)
+            _, u = heapq.heappop(ready)
             start[u], finish[u] = now, now + dur[u]
-            heapq.heappush(running, (finish[u], i, u))
+            heapq.heappush(running, (finish[u], u))
         upcoming = [running[0][0]] if running else []
         if ready and len(running) < parallel:
             upcoming.append(ready[0][0])
         now = min(upcoming)
         while running and running[0][0] <= now:
-            done, _, u = heapq.heappop(running)
-            for v in g.succs[u]:
+            done, u = heapq.heappop(running)
+            for v in sorted(g.succs[u]):
                 waiting[v] -= 1
                 if not waiting[v]:
-                    heapq.heappush(ready, (done, position[v], v))
+                    heapq.heappush(ready, (done, v))
     return Schedule(parallel, start, finish)
 
 
 def longest_paths(g: Graph, *, p90: bool = False) -> tuple[dict[str, float], dict[str, str]]:
-    """Earliest finish of each node with unlimited parallelism, and its slowest predecessor."""
+    """Earliest finish of each node with unlimited parallelism, and its slowest predecessor
+    (of predecessors finishing at the same moment, the one whose URN sorts first)."""
     dur = _seconds(g, p90)
     finish: dict[str, float] = {}
     via: dict[str, str] = {}
     for u in g.order:
-        best = max(g.preds[u], key=lambda p: finish[p], default=None)
+        best = min(g.preds[u], key=lambda p: (-finish[p], p), default=None)
         finish[u] = dur[u] + (finish[best] if best else 0.0)
         if best:
             via[u] = best
@@ -256,12 +275,13 @@ def longest_paths(g: Graph, *, p90: bool = False) -> tuple[dict[str, float], dic
 
 
 def critical_path(g: Graph, among: Iterable[str] | None = None) -> tuple[float, list[str]]:
-    """(length, urns from first to last) of the longest chain ending in `among` (or anywhere)."""
+    """(length, urns from first to last) of the longest chain ending in `among` (or anywhere);
+    of chains equally long, the one ending in the URN that sorts first."""
     finish, via = longest_paths(g)
     ends = list(among if among is not None else g.nodes)
     if not ends:
         return 0.0, []
-    end = max(ends, key=lambda u: finish[u])
+    end = min(ends, key=lambda u: (-finish[u], u))
     path = [end]
     while path[-1] in via:
         path.append(via[path[-1]])
@@ -326,7 +346,8 @@ def timing(run: engine.Run, parallel: int | None = None) -> dict[str, Any]:
         "estimateSeconds": sched.makespan,
         "p90Seconds": simulate(g, slots, p90=True).makespan,
         "lowerBoundSeconds": bound,
-        "workSeconds": sum(n.duration.median for n in g.nodes.values()),
+        # fsum: exact, so the total does not depend on the order of the terms.
+        "workSeconds": math.fsum(n.duration.median for n in g.nodes.values()),
         "criticalPath": _path_rows(g, path),
         "recommendedParallel": recommended,
         "serializedSeconds": simulate(g, 1).makespan,

@@ -80,7 +80,7 @@ def test_schedule_of_two_independent_chains() -> None:
 
 
 def test_schedule_is_first_ready_first_started() -> None:
-    # x is registered first and ready first: with one slot it delays the long chain.
+    # x and y are ready together and x's URN sorts first: with one slot it delays the chain.
     g = _graph({"x": 10, "y": 1, "z": 50}, [("y", "z")])
     start = schedule.simulate(g, 1).start
     assert start == {"x": 0, "y": 10, "z": 11}
