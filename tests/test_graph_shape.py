@@ -85,8 +85,15 @@ def test_each_version_replicates_to_all_its_regions_in_one_resource(case) -> Non
         assert [t["name"] for t in targets] == wanted[key]
 
 
+def _newest_in_latest(config: dict, image: str) -> str:
+    """The version `latest` resolves to: the highest one not excluded from latest."""
+    (spec,) = [i for i in config["imagefactory:images"] if i["name"] == image]
+    eligible = [v["version"] for v in spec["versions"] if not v.get("excludeFromLatest")]
+    return max(eligible, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
 def test_a_consumer_depends_only_on_the_version_it_uses(case) -> None:
-    run, g, _ = case
+    run, g, config = case
     version_of = {
         (n.image, run.by_urn(u).inputs["galleryImageVersionName"]): u
         for u, n in g.nodes.items()
@@ -96,9 +103,12 @@ def test_a_consumer_depends_only_on_the_version_it_uses(case) -> None:
     assert consumers
     for urn in consumers:
         tags = run.by_urn(urn).inputs["tags"]
-        number = re.search(r"\d+\.\d+\.\d+", tags["imagefactory-version"])
-        assert number, tags
-        uses = version_of[(tags["imagefactory-image"], number.group(0))]
+        # '1.2.0', 'latest (1.2.0)', or 'latest' for a scale set that follows it by
+        # automatic OS upgrade: it waits for the newest version.
+        image, label = tags["imagefactory-image"], tags["imagefactory-version"]
+        number = re.search(r"\d+\.\d+\.\d+", label)
+        assert number or label == "latest", tags
+        uses = version_of[(image, number.group(0) if number else _newest_in_latest(config, image))]
         waits = {a for a in _ancestors(g, urn) if g.nodes[a].type == schedule.VERSION_T}
         assert waits == {uses}, g.nodes[urn].name
 
