@@ -630,7 +630,9 @@ def _describe(error: Mapping[str, Any]) -> str:
         else ""
     )
     if kind in ("greater_than_equal", "less_than_equal"):
-        return f"{_key(loc)}: {value!r} is out of range{span}"
+        # Top-level numbers reach the program as text ('5'): show them as the user wrote them.
+        shown = value if isinstance(value, str) and value.lstrip("-").isdigit() else repr(value)
+        return f"{_key(loc)}: {shown} is out of range{span}"
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return f"{_key(loc)}: {value!r} is not a whole number{span}"
     if kind in ("bool_parsing", "bool_type"):
@@ -964,13 +966,18 @@ def _rules(
         problems.extend(_image_rules(i, image, location))
     by_name = {img.name: img for _, img in images}
     # Azure compares resource names case-insensitively: Web-US and web-us are one scale set.
-    consumer_names = [c.name.lower() for _, c in scale_sets] + [
-        c.name.lower() for _, c in vm_groups
-    ]
-    for dupe in _duplicates(consumer_names):
+    written = [c.name for _, c in scale_sets] + [c.name for _, c in vm_groups]
+    for dupe in _duplicates(name.lower() for name in written):
+        spellings = sorted({name for name in written if name.lower() == dupe})
+        same = (
+            f" ({' and '.join(repr(s) for s in spellings)} differ only in case, which Azure "
+            "ignores)"
+            if len(spellings) > 1
+            else ""
+        )
         problems.append(
-            f"{_key(('scaleSets',))}: consumer {dupe!r} is defined more than once "
-            "(names are shared by scaleSets and vmGroups)"
+            f"{_key(('scaleSets',))}: consumer {spellings[0]!r} is defined more than once "
+            f"(names are shared by scaleSets and vmGroups){same}"
         )
     for kind, consumers in (("scaleSets", scale_sets), ("vmGroups", vm_groups)):
         for n, consumer in consumers:

@@ -393,8 +393,8 @@ def test_git_mode_exits_1_when_a_stack_does_not_plan(repo: Path) -> None:
         f"plan diff HEAD~1 ({_short(repo, 'HEAD~1')}) -> HEAD ({_short(repo, 'HEAD')})",
         "stack prod: does not plan",
         "  HEAD: 1 problem in stack config:",
-        "    - imagefactory:images[0].versions[0].regions[0].replicas: 0: "
-        "input should be greater than or equal to 1",
+        "    - imagefactory:images[0].versions[0].regions[0].replicas: 0 is out of range; "
+        "allowed: 1 to 100",
     ]
 
 

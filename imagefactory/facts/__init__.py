@@ -121,8 +121,11 @@ def size_from_sku(
     for r in sku.get("restrictions") or []:
         # A "Location" restriction lists the regions where this subscription cannot use
         # the size at all; "Zone" restrictions only narrow zones, which we do not pin.
-        if r.get("type") == "Location" and (
-            region is None or region.lower() in [str(v).lower() for v in r.get("values") or []]
+        # Restrictions are the subscription's: a snapshot (region None) never applies them.
+        if (
+            r.get("type") == "Location"
+            and region is not None
+            and region.lower() in [str(v).lower() for v in r.get("values") or []]
         ):
             restriction = str(r.get("reasonCode") or "restricted")
     return SizeFacts(
@@ -194,9 +197,14 @@ class Snapshot:
 
 @cache
 def snapshot() -> Snapshot:
-    """The snapshot as the data files hold it (read once per process)."""
-    sizes_doc = json.loads(SIZES_FILE.read_text())
-    images_doc = json.loads(IMAGES_FILE.read_text())
+    """The snapshot as this checkout's data files hold it (read once per process)."""
+    return load_snapshot(FACTS_DIR)
+
+
+def load_snapshot(directory: Path) -> Snapshot:
+    """A snapshot from `vm-sizes.json` and `marketplace-images.json` in `directory`."""
+    sizes_doc = json.loads((directory / SIZES_FILE.name).read_text())
+    images_doc = json.loads((directory / IMAGES_FILE.name).read_text())
     os_support = {name: entry["os"] for name, entry in sizes_doc["documented"]["osSupport"].items()}
     sizes = {
         str(s["name"]).lower(): size_from_sku(s, None, os_support)
