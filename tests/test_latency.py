@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pulumi
@@ -152,17 +150,13 @@ def test_parallel_must_be_a_whole_number_of_at_least_1(
     )
 
 
-def test_a_negative_parallel_is_a_usage_error_not_a_traceback() -> None:
-    # As typed: "--parallel -3", where argparse must take -3 as the value, not an option.
-    done = subprocess.run(
-        [sys.executable, "-m", "offline.plan", "prod", "--parallel", "-3"],
-        cwd=engine.PROJECT_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert (done.returncode, done.stdout) == (2, "")
-    assert done.stderr.splitlines()[-1] == (
+def test_a_negative_parallel_after_a_space_is_its_value_not_an_option(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        plan.main(["prod", "--parallel", "-3"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
         "python -m offline.plan: error: argument --parallel: "
         "must be a whole number of at least 1, got '-3'"
     )
