@@ -18,6 +18,14 @@ def _gallery_key(subscription_id: str, resource_group: str, gallery_name: str) -
     return naming.arm_id(subscription_id, resource_group, path).lower()
 
 
+def _share_key(principal_id: str, everyone: Sequence[str]) -> str:
+    """The first 8 hex digits of a principal's id, or all of it when another principal
+    shares them: two assignments must never get one URN (settings refuse duplicates)."""
+    short = principal_id[:8]
+    clash = sum(p[:8] == short for p in everyone) > 1
+    return principal_id if clash else short
+
+
 def _reader_assignment_name(gallery_key: str, *, principal_id: str) -> str:
     return naming.role_assignment_name(gallery_key, principal_id, naming.READER_ROLE_ID)
 
@@ -106,7 +114,7 @@ class Gallery(pulumi.ComponentResource):
         )
         self.shares = [
             authorization.RoleAssignment(
-                f"{name}-reader-{share.principal_id[:8]}",
+                f"{name}-reader-{_share_key(share.principal_id, [s.principal_id for s in sharing])}",
                 role_assignment_name=scope.apply(
                     functools.partial(_reader_assignment_name, principal_id=share.principal_id)
                 ),

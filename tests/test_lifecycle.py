@@ -338,3 +338,16 @@ def test_the_program_imports_only_the_library() -> None:
             )
             found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("offline", "tests")]
     assert found == []
+
+
+def test_principals_sharing_their_first_digits_get_their_own_assignments() -> None:
+    config = prod_config()
+    config["imagefactory:gallery"]["sharing"].append(
+        {"principalId": "3f2a4c1e-0000-4000-8000-000000000001", "principalType": "User"}
+    )
+    names = sorted(r.name for r in engine.run("prod", config=config).of_type(ROLE))
+    assert names == [
+        "gallery-reader-3f2a4c1e-0000-4000-8000-000000000001",
+        "gallery-reader-3f2a4c1e-8b7d-4e29-9a51-6c0d2e7f9b13",
+        "gallery-reader-9c1d7e52",
+    ]
