@@ -112,9 +112,10 @@ class Gallery(pulumi.ComponentResource):
         scope = pulumi.Output.all(subscription_id, resource_group_name).apply(
             lambda parts: _gallery_key(str(parts[0]), str(parts[1]), gallery_name)
         )
+        principals = [s.principal_id for s in sharing]
         self.shares = [
             authorization.RoleAssignment(
-                f"{name}-reader-{_share_key(share.principal_id, [s.principal_id for s in sharing])}",
+                f"{name}-reader-{_share_key(share.principal_id, principals)}",
                 role_assignment_name=scope.apply(
                     functools.partial(_reader_assignment_name, principal_id=share.principal_id)
                 ),
