@@ -16,6 +16,16 @@
 #   generalize.sh --root DIR [--build-user NAME]... [--audit-script PATH]
 #       Generalizes the root file system at DIR and audits it. Touches nothing
 #       outside DIR: never runs waagent, hostname or poweroff.
+#   --allowlist FILE (both modes) is handed to the audit, as is the
+#   environment variable AUDIT_ALLOWLIST (see audit.sh).
+#
+# What it removes is what is always build residue: the build users, their
+# homes and sudo rules, the build admin's SSH key wherever it was copied,
+# root's keys, password and tool credentials, histories and token caches
+# anywhere, debconf's password answers, machine identity, agent and
+# cloud-init state, logs and caches. What it cannot judge (an application's
+# TLS key, a token in a config file, another account's password) it leaves
+# for the audit, which fails the build.
 #
 # Build users (removed with their home, mail, crontab and sudoers entries):
 #   every --build-user NAME, every name in the environment variable
@@ -34,6 +44,7 @@
 set -euo pipefail
 unset HISTFILE
 set +o history
+shopt -s extglob
 
 readonly STEP=generalize
 readonly MARKER=.imagefactory-build-user
@@ -49,6 +60,7 @@ root=''
 detached=false
 delay=60
 audit_script=''
+allowlist=''
 build_users=()
 while (($#)); do
   case $1 in
@@ -64,6 +76,9 @@ while (($#)); do
     --audit-script)
       (($# >= 2)) || die_usage "--audit-script needs a path"
       audit_script=$2; shift 2 ;;
+    --allowlist)
+      (($# >= 2)) || die_usage "--allowlist needs a file"
+      allowlist=$2; shift 2 ;;
     --detached) detached=true; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die_usage "unknown argument: $1" ;;
@@ -228,15 +243,36 @@ readonly CREDENTIAL_PATHS=(
   .azure .aws .config/gcloud .docker/config.json .kube/config .git-credentials .netrc
   .env .cache .gnupg .local/share/keyrings
 )
+# Root's tool credentials as well: whatever root used them for was the build.
+readonly ROOT_CREDENTIAL_PATHS=(
+  .npmrc .pypirc .config/gh .vault-token .pgpass .my.cnf .terraform.d/credentials.tfrc.json
+  .cargo/credentials .cargo/credentials.toml .gem/credentials
+)
 readonly HISTORY_NAMES=(
   .bash_history .zsh_history .sh_history .history .python_history .lesshst .viminfo
   .mysql_history .psql_history .node_repl_history .sqlite_history .rediscli_history
   .wget-hsts .sudo_as_admin_successful
 )
 
+# The key blobs (base64 field) of every key line in authorized_keys file $1.
+key_blobs() {
+  [[ -f $1 ]] || return 0
+  grep -o -E '(ssh-(rsa|dss|ed25519)|ecdsa-sha2-[a-z0-9]+|sk-[a-z0-9-]+@openssh\.com) AAAA[A-Za-z0-9+/=]+' -- "$1" |
+    cut -d' ' -f2 || true
+}
+
+build_keys=()
 step_users() {
-  local u
+  local u home
   resolve_build_users
+  # The build admin's public keys, before their files go: in the build users'
+  # authorized_keys and in root's (cloud-init and waagent put it there).
+  for u in "${resolved_users[@]}"; do
+    home=$(passwd_field "$u" 6)
+    [[ $home == /?* ]] || continue
+    mapfile -t -O "${#build_keys[@]}" build_keys < <(key_blobs "$R$home/.ssh/authorized_keys")
+  done
+  mapfile -t -O "${#build_keys[@]}" build_keys < <(key_blobs "$R/root/.ssh/authorized_keys")
   if ((${#resolved_users[@]} == 0)); then
     log "build users: none named or marked"
     return 0
@@ -244,8 +280,72 @@ step_users() {
   for u in "${resolved_users[@]}"; do
     remove_build_user "$u"
   done
-  # Per-VM sudo rules that name the admin user, written by cloud-init and waagent.
+  # Per-VM sudo rules that name the admin user, written by cloud-init and
+  # waagent, and any sudoers.d file whose rules name only build users.
+  removed=0
   remove "$R/etc/sudoers.d/90-cloud-init-users" "$R/etc/sudoers.d/waagent"
+  local f names only_build n
+  for f in "$R"/etc/sudoers.d/*; do
+    [[ -f $f ]] || continue
+    mapfile -t names < <(sudoers_users "$f")
+    ((${#names[@]})) || continue
+    only_build=true
+    for n in "${names[@]}"; do
+      case " ${resolved_users[*]} " in *" $n "*) ;; *) only_build=false ;; esac
+    done
+    $only_build && remove "$f"
+  done
+  log "sudoers.d files for build users removed ($removed)"
+}
+
+# The user names of the user specifications in sudoers file $1 (comments,
+# Defaults and aliases other than User_Alias left out).
+# shellcheck disable=SC2016 # awk program
+sudoers_users() {
+  awk '
+    { line = $0 }
+    sub(/\\$/, "", line) { buf = buf line " "; next }
+    { line = buf line; buf = "" }
+    line ~ /^[ \t]*[#@]include/ { next }
+    { sub(/#[^0-9].*$/, "", line) }
+    line ~ /^[ \t]*$/ || line ~ /^[ \t]*(Defaults|Host_Alias|Runas_Alias|Cmnd_Alias|Cmd_Alias|User_Alias)/ { next }
+    {
+      sub(/^[ \t]+/, "", line); split(line, f, /[ \t]+/); m = split(f[1], names, ",")
+      for (i = 1; i <= m; i++) { x = names[i]; gsub(/[ \t!]/, "", x); if (x != "") print x }
+    }
+  ' "$1"
+}
+
+# Removes the build admin's keys from every authorized_keys file left, and
+# the file when no key remains in it.
+step_authorized_keys() {
+  local f tmp b dropped=0 files=0
+  if ((${#build_keys[@]} == 0)); then
+    log "build admin's SSH keys: none found"
+    return 0
+  fi
+  while IFS= read -r -d '' f; do
+    inside_root "$f"
+    tmp=$(mktemp "$f.imagefactory.XXXXXX")
+    cp -p -- "$f" "$tmp"
+    for b in "${build_keys[@]}"; do
+      grep -v -F -e " $b" -- "$tmp" >"$tmp.next" || true
+      cat "$tmp.next" >"$tmp"
+    done
+    rm -f -- "$tmp.next"
+    if ! cmp -s -- "$f" "$tmp"; then
+      files=$((files + 1))
+      dropped=$((dropped + $(wc -l <"$f") - $(wc -l <"$tmp")))
+      if grep -q -E ' AAAA' -- "$tmp"; then
+        cat "$tmp" >"$f"
+      else
+        rm -f -- "$f"
+      fi
+    fi
+    rm -f -- "$tmp"
+  done < <(find "$R/" -xdev \( -path "$R/proc" -o -path "$R/sys" -o -path "$R/dev" -o -path "$R/run" \) -prune \
+    -o -type f \( -name authorized_keys -o -name authorized_keys2 \) -print0)
+  log "build admin's SSH keys (${#build_keys[@]}) removed from $files other authorized_keys files ($dropped lines)"
 }
 
 step_credentials() {
@@ -262,23 +362,21 @@ step_credentials() {
     done
     remove "$h"/.ssh/id_* "$h"/.ssh/*.pem "$h"/.ssh/*.key
   done
+  for p in "${ROOT_CREDENTIAL_PATHS[@]}"; do
+    remove "$R/root/$p"
+  done
   # Root never keeps authorized keys: cloud-init and waagent put the build
   # admin's key there (with a "login as <user>" command prefix).
   remove "$R/root/.ssh/authorized_keys" "$R/root/.ssh/known_hosts"
   # Histories and token caches wherever else they were left.
-  local dirs=()
-  for p in root home opt srv var/lib; do
-    [[ -d "$R/$p" && ! -L "$R/$p" ]] && dirs+=("$R/$p")
-  done
   local find_names=()
   for n in "${HISTORY_NAMES[@]}" 'msal_token_cache*' 'msal_http_cache*' accessTokens.json; do
     find_names+=(-o -name "$n")
   done
-  if ((${#dirs[@]})); then
-    while IFS= read -r -d '' p; do
-      remove "$p"
-    done < <(find "${dirs[@]}" -xdev \( -false "${find_names[@]}" \) -print0)
-  fi
+  while IFS= read -r -d '' p; do
+    remove "$p"
+  done < <(find "$R/" -xdev \( -path "$R/proc" -o -path "$R/sys" -o -path "$R/dev" -o -path "$R/run" \) -prune \
+    -o -type f \( -false "${find_names[@]}" \) -print0)
   log "credentials and histories of root and remaining users removed ($removed paths)"
 }
 
@@ -287,7 +385,38 @@ step_identity() {
   printf '' | write_file "$R/etc/machine-id"
   chmod 0444 "$R/etc/machine-id"
   remove "$R/var/lib/dbus/machine-id" "$R/var/lib/systemd/random-seed" "$R/var/lib/systemd/credential.secret"
-  log "machine-id emptied; D-Bus machine-id, random seed and credential secret removed"
+  # udev's rule naming the builder's NIC by its MAC: a clone's NIC would get
+  # another name and no network (Azure's generalization guidance removes it).
+  remove "$R/etc/udev/rules.d/70-persistent-net.rules"
+  log "machine-id emptied; D-Bus machine-id, random seed, credential secret and persistent net rules removed"
+}
+
+# Root's password: waagent's deprovision deletes it too, and every clone
+# would share it. Other accounts' passwords are the image's business: the
+# audit names them.
+# shellcheck disable=SC2016 # awk program
+step_root_password() {
+  local pw
+  [[ -f "$R/etc/shadow" ]] || return 0
+  pw=$(awk -F: '$1 == "root" { print $2; exit }' "$R/etc/shadow")
+  pw=${pw##+(!)}
+  if [[ -z $pw || $pw == '*'* ]]; then
+    log "root password: none set"
+    return 0
+  fi
+  filter_db "$R/etc/shadow" '$1 == name { $2 = "*" } { print }' root
+  log "root password removed (shadow entry set to '*')"
+}
+
+# debconf keeps the answers to password questions (a database root password
+# given with debconf-set-selections) in passwords.dat: always build input.
+# shellcheck disable=SC2016 # awk program
+step_debconf_passwords() {
+  local f="$R/var/cache/debconf/passwords.dat" before
+  [[ -f $f ]] || return 0
+  before=$(grep -c -E '^Value: .' -- "$f" || true)
+  filter_db "$f" '!/^Value: / { print }' ''
+  log "debconf password answers removed ($before)"
 }
 
 step_cloud_init() {
@@ -420,7 +549,10 @@ find_audit() {
 
 generalize_files() {
   step_users
+  step_authorized_keys
   step_credentials
+  step_root_password
+  step_debconf_passwords
   step_identity
   step_cloud_init
   step_account_backups
@@ -435,11 +567,14 @@ generalize_files() {
 # ---------------------------------------------------------------------------
 # --root mode: generalize and audit DIR in the foreground.
 # ---------------------------------------------------------------------------
+audit_args=()
+[[ -n $allowlist ]] && audit_args+=(--allowlist "$allowlist")
+
 if ! $live; then
   audit=$(find_audit)
   log "generalizing root file system $R"
   generalize_files
-  exec bash "$audit" --root "$R"
+  exec bash "$audit" --root "$R" "${audit_args[@]}"
 fi
 
 # ---------------------------------------------------------------------------
@@ -454,6 +589,16 @@ if ! $detached; then
   [[ $audit == "$STASH_DIR/audit.sh" ]] || install -m 0700 "$audit" "$STASH_DIR/audit.sh"
   args=(--detached --delay "$delay" --audit-script "$STASH_DIR/audit.sh")
   for u in "${build_users[@]}"; do args+=(--build-user "$u"); done
+  # The detached unit does not inherit this environment: the allowlist goes
+  # to a file in /run (tmpfs, never captured).
+  if [[ -n $allowlist || -n ${AUDIT_ALLOWLIST:-} ]]; then
+    {
+      [[ -n $allowlist ]] && cat -- "$allowlist"
+      printf '%s\n' "${AUDIT_ALLOWLIST:-}"
+    } >"$STASH_DIR/audit-allowlist"
+    chmod 0600 "$STASH_DIR/audit-allowlist"
+    args+=(--allowlist "$STASH_DIR/audit-allowlist")
+  fi
   if command -v systemd-run >/dev/null && [[ -d /run/systemd/system ]]; then
     systemctl reset-failed "$UNIT.service" >/dev/null 2>&1 || true
     systemd-run --no-block --collect --unit="$UNIT" --description="Generalize this VM for capture" \
@@ -490,7 +635,7 @@ else
 fi
 generalize_files
 sync
-if report=$(bash "$audit_script" 2>&1); then
+if report=$(bash "$audit_script" "${audit_args[@]}" 2>&1); then
   printf '%s\n' "$report"
   log "audit clean: powering off"
   sync

@@ -68,23 +68,48 @@ def test_audit_takes_arguments_from_the_header(tmp_path: Path) -> None:
     (root / "etc/ssh/ssh_host_ed25519_key").write_text(FAKE_PRIVATE_KEY)
     (root / "opt/app").mkdir(parents=True)
     (root / "opt/app/.env").write_text("# app\nDB_PASSWORD=hunter2\n")
+    scope = (
+        f"audit: scope: {root}: 3 files; skipped: 0 installed by dpkg unchanged, "
+        "0 compiled from those; 3 to scan"
+    )
 
     pre = run_script(
         LINUX_SCRIPTS / "audit.sh", tmp_path, args=["--root", str(root), "--pre-generalize"]
     )
     assert pre.returncode == 1
     assert pre.stdout.splitlines() == [
-        "audit: FINDING /opt/app/.env: env file with secret-like assignments",
+        scope,
+        "audit: FINDING /opt/app/.env: secret-like assignment [keyword-assignment]",
         f"audit: 1 finding(s) in {root} (pre-generalize audit)",
     ]
 
     full = run_script(LINUX_SCRIPTS / "audit.sh", tmp_path, args=["--root", str(root)])
     assert full.returncode == 1
-    assert set(full.stdout.splitlines()[:-1]) == {
-        "audit: FINDING /opt/app/.env: env file with secret-like assignments",
-        "audit: FINDING /etc/machine-id: machine-id is not empty",
-        "audit: FINDING /etc/ssh/ssh_host_ed25519_key: SSH host key present",
-    }
+    assert full.stdout.splitlines() == [
+        scope,
+        "audit: FINDING /etc/machine-id: machine-id is not empty [identity]",
+        "audit: FINDING /etc/ssh/ssh_host_ed25519_key: private key (PEM or OpenSSH) [private-key]",
+        "audit: FINDING /etc/ssh/ssh_host_ed25519_key: SSH host key present [identity]",
+        "audit: FINDING /opt/app/.env: secret-like assignment [keyword-assignment]",
+        f"audit: 4 finding(s) in {root} (full audit)",
+    ]
+
+
+def test_audit_takes_the_allowlist_from_the_header(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "opt/app").mkdir(parents=True)
+    (root / "opt/app/.env").write_text("DB_PASSWORD=hunter2\n")
+    allowlist = "/opt/app/.env\tdemo database of the sample app"
+    result = run_script(
+        LINUX_SCRIPTS / "audit.sh", tmp_path, {"AUDIT_ALLOWLIST": allowlist}, ["--root", str(root)]
+    )
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines()[1:] == [
+        "audit: allowlist: /opt/app/.env (demo database of the sample app)",
+        "audit: ALLOWED /opt/app/.env: secret-like assignment [keyword-assignment] -- "
+        "allowlisted: demo database of the sample app",
+        f"audit: clean: {root} (full audit, 1 allowlisted)",
+    ]
 
 
 def test_audit_passes_a_clean_root(tmp_path: Path) -> None:
@@ -95,7 +120,10 @@ def test_audit_passes_a_clean_root(tmp_path: Path) -> None:
     (root / "opt/app/.env").write_text("LISTEN_PORT=8080\n")
     result = run_script(LINUX_SCRIPTS / "audit.sh", tmp_path, args=["--root", str(root)])
     assert result.returncode == 0, result.stdout
-    assert result.stdout == f"audit: clean: {root} (full audit)\n"
+    assert result.stdout == (
+        f"audit: scope: {root}: 2 files; skipped: 0 installed by dpkg unchanged, "
+        f"0 compiled from those; 2 to scan\naudit: clean: {root} (full audit)\n"
+    )
 
 
 @pytest.mark.parametrize(
