@@ -13,6 +13,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from imagefactory.audit import ENV_VAR as AUDIT_ALLOWLIST_VAR
+from imagefactory.audit import Audit, allowlist_env
 from imagefactory.settings import SCRIPTS_DIR, OsType
 
 CAPTURE_SCRIPT = "azure/capture.sh"
@@ -108,32 +110,44 @@ def guest_steps(
     version: str,
     base_image: str,
     build_user: str,
+    audit: Audit | None = None,
 ) -> list[Step]:
-    """Provision scripts in order, then the secret audit, then in-guest generalization."""
+    """Provision scripts in order, then the secret audit, then in-guest generalization.
+
+    `audit` (stack config `audit`): its allowlist entries for this OS go to the audit and
+    generalization steps as AUDIT_ALLOWLIST; without entries the variable is left out, so
+    the steps (and the build's fingerprint) are those of a stack without an allowlist.
+    """
     env = {
         "IMAGE_NAME": image,
         "IMAGE_VERSION": version,
         "BASE_IMAGE": base_image,
         "BUILD_USERS": build_user,
     }
+    allowed = audit.for_os(os) if audit is not None else ()
+    audit_env = {**env, AUDIT_ALLOWLIST_VAR: allowlist_env(allowed)} if allowed else env
     steps = []
     for path in provision:
         script = load(path)
         name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
         steps.append(Step(name, script, render(script, os, env)))
     if os == "linux":
-        audit = load(LINUX_AUDIT)
-        steps.append(Step("audit", audit, render(audit, os, env, ["--pre-generalize"])))
+        audit_script = load(LINUX_AUDIT)
+        steps.append(
+            Step("audit", audit_script, render(audit_script, os, audit_env, ["--pre-generalize"]))
+        )
         generalize = load(LINUX_GENERALIZE)
         # The full audit generalize.sh runs last: the file itself, not the copy the
         # pre-generalize step left, whose header pins it to --pre-generalize.
-        helpers = {LINUX_AUDIT_ON_VM: audit}
-        steps.append(Step("generalize", generalize, render(generalize, os, env, files=helpers)))
+        helpers = {LINUX_AUDIT_ON_VM: audit_script}
+        steps.append(
+            Step("generalize", generalize, render(generalize, os, audit_env, files=helpers))
+        )
     else:
-        audit = load(WINDOWS_AUDIT)
-        steps.append(Step("audit", audit, render(audit, os, env)))
+        audit_script = load(WINDOWS_AUDIT)
+        steps.append(Step("audit", audit_script, render(audit_script, os, audit_env)))
         generalize = load(WINDOWS_GENERALIZE)
-        steps.append(Step("generalize", generalize, render(generalize, os, env)))
+        steps.append(Step("generalize", generalize, render(generalize, os, audit_env)))
     return steps
 
 
