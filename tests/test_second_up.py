@@ -518,20 +518,22 @@ def test_without_the_tag_freeze_a_tag_edit_would_be_refused() -> None:
     ]
 
 
+def _against_prod(name: str, **fields: Any) -> tuple[list[str], list[str]]:
+    """The prod stack against itself with one resource's registration changed: for
+    states the program itself no longer produces."""
+    after = [dataclasses.replace(r, **fields) if r.name == name else r for r in _base("prod")]
+    d = changes.diff(_base("prod"), after)
+    return [a.line() for a in d.changed()], [f.line() for f in refusals.check(d)]
+
+
 def test_a_run_command_edit_on_a_captured_builder_is_refused() -> None:
     """A run command that changes while its VM stays (no rebuild) is an extension change
     on a deallocated VM."""
-    after = [
-        dataclasses.replace(r, inputs={**r.inputs, "timeoutInSeconds": 1.0})
-        if r.name == "build-webserver-1.1.0-provision-audit"
-        else r
-        for r in _base("prod")
-    ]
-    d = changes.diff(_base("prod"), after)
-    assert [a.line() for a in d.changed()] == [
-        "update build-webserver-1.1.0-provision-audit: timeoutInSeconds"
-    ]
-    assert [f.line() for f in refusals.check(d)] == [
+    step = "build-webserver-1.1.0-provision-audit"
+    inputs = next(r.inputs for r in _base("prod") if r.name == step)
+    actions, findings = _against_prod(step, inputs={**inputs, "timeoutInSeconds": 1.0})
+    assert actions == ["update build-webserver-1.1.0-provision-audit: timeoutInSeconds"]
+    assert findings == [
         refused(
             "build-webserver-1.1.0-provision-audit",
             "update of timeoutInSeconds",
@@ -541,21 +543,17 @@ def test_a_run_command_edit_on_a_captured_builder_is_refused() -> None:
 
 
 def test_a_role_assignment_replaced_create_first_is_refused() -> None:
-    renamed = [
-        dataclasses.replace(
-            r,
-            inputs={**r.inputs, "roleAssignmentName": "00000000-0000-0000-0000-000000000001"},
-            delete_before_replace=False,
-        )
-        if r.name == "gallery-reader-3f2a4c1e"
-        else r
-        for r in _base("prod")
-    ]
-    d = changes.diff(_base("prod"), renamed)
-    assert [a.line() for a in d.changed()] == [
+    share = "gallery-reader-3f2a4c1e"
+    inputs = next(r.inputs for r in _base("prod") if r.name == share)
+    actions, findings = _against_prod(
+        share,
+        inputs={**inputs, "roleAssignmentName": "00000000-0000-0000-0000-000000000001"},
+        delete_before_replace=False,
+    )
+    assert actions == [
         "replace gallery-reader-3f2a4c1e (roleAssignmentName cannot change in place)"
     ]
-    assert [f.line() for f in refusals.check(d)] == [
+    assert findings == [
         refused(
             "gallery-reader-3f2a4c1e",
             "replaced, the new one created before the old is deleted",
