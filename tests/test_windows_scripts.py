@@ -1,17 +1,21 @@
-"""Static checks of the Windows scripts in scripts/windows.
+"""Static checks of the Windows scripts in scripts/windows, on their syntax trees.
 
-There is no PowerShell on the build host, so these tests read the scripts as
-text: the preamble, the environment contract with the Run Command header, the
-Sysprep call and ImageState wait, and bracket/quote balance via a small
-scanner that skips strings and comments.
+There is no PowerShell on the build host, so every .ps1 is parsed with a real PowerShell
+grammar (tree-sitter with tree-sitter-pwsh): it must parse without an error node, alone and
+after the Run Command header; and the checks read the tree: which commands run with which
+arguments, which strings and variables a script uses, its exit codes, and the audit's rule
+catalogue (the same table as scripts/linux/audit.sh).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
 import pytest
+import tree_sitter_pwsh
+from tree_sitter import Language, Node, Parser
 
 WINDOWS = Path(__file__).resolve().parent.parent / "scripts" / "windows"
 IIS = WINDOWS / "provision" / "10-iis.ps1"
@@ -27,9 +31,10 @@ HEADER_VARS = {
     "BASE_IMAGE",
     "BUILD_USERS",
     "SYSPREP_TIMEOUT_SECONDS",
+    "AUDIT_ALLOWLIST",
 }
 # Windows' own variables the scripts may read.
-SYSTEM_VARS = {"SystemRoot", "SystemDrive", "ProgramData"}
+SYSTEM_VARS = {"SystemRoot", "SystemDrive", "ProgramData", "ProgramFiles"}
 
 REQUIRED_VARS = {
     IIS: {"IMAGE_NAME", "IMAGE_VERSION"},
@@ -45,245 +50,230 @@ HEADER = (
     "'MicrosoftWindowsServer:WindowsServer:2022-datacenter-azure-edition:latest'\n"
     "$env:BUILD_USERS = 'buildadmin'\n"
     "$env:SYSPREP_TIMEOUT_SECONDS = '1800'\n"
+    "$env:AUDIT_ALLOWLIST = 'C:\\inetpub\\app\\app.pfx\tIIS binding'\n"
 )
 
-
-# --- a small PowerShell scanner ------------------------------------------------
-
-
-class ScanError(ValueError):
-    pass
+PARSER = Parser(Language(tree_sitter_pwsh.language()))
 
 
-class Scanned:
-    """A script split into code (strings and comments blanked) and string bodies."""
-
-    def __init__(self) -> None:
-        self.code: list[str] = []
-        self.expandable: list[str] = []  # bodies of "..." and @"..."@ strings
-        self.literal: list[str] = []  # bodies of '...' and @'...'@ strings
+# --- the syntax tree -----------------------------------------------------------------------
 
 
-def _starts_comment(text: str, i: int) -> bool:
-    # '#' starts a comment only at the start of a token: a#b is a bare word.
-    return i == 0 or text[i - 1] in " \t\r\n;({})"
+class Script:
+    """A PowerShell script and its tree-sitter syntax tree."""
 
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.source = text.encode()
+        self.tree = PARSER.parse(self.source)
 
-def _scan_code(text: str, i: int, out: Scanned, code: list[str], in_subexpr: bool) -> int:
-    """Scan code from i. In a $( ) subexpression, return just past its closing ')'."""
-    depth = 0
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "<" and text.startswith("<#", i):
-            end = text.find("#>", i + 2)
-            if end < 0:
-                raise ScanError(f"unterminated block comment at offset {i}")
-            code.append("\n" * text.count("\n", i, end))
-            i = end + 2
-        elif c == "#" and _starts_comment(text, i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif c == "`":
-            code.append(" ")
-            i += 2
-        elif c == "@" and text.startswith(("@'\n", "@'\r\n", '@"\n', '@"\r\n'), i):
-            quote = text[i + 1]
-            match = re.compile(r"\r?\n" + quote + "@").search(text, i + 2)
-            if match is None:
-                raise ScanError(f"unterminated here-string at offset {i}")
-            body = text[i + 2 : match.start()]
-            (out.expandable if quote == '"' else out.literal).append(body)
-            code.append("''" + "\n" * body.count("\n"))
-            i = match.end()
-        elif c == "'":
-            i = _scan_single(text, i + 1, out)
-            code.append("''")
-        elif c == '"':
-            i = _scan_double(text, i + 1, out)
-            code.append("''")
-        else:
-            if in_subexpr:
-                if c == "(":
-                    depth += 1
-                elif c == ")":
-                    if depth == 0:
-                        return i + 1
-                    depth -= 1
-            code.append(c)
-            i += 1
-    if in_subexpr:
-        raise ScanError("unterminated $( subexpression")
-    return i
+    def of(self, node: Node) -> str:
+        return self.source[node.start_byte : node.end_byte].decode()
 
+    def nodes(self, *types: str) -> list[Node]:
+        found: list[Node] = []
 
-def _scan_single(text: str, i: int, out: Scanned) -> int:
-    body: list[str] = []
-    while i < len(text):
-        if text[i] == "'":
-            if text.startswith("''", i):
-                body.append("'")
-                i += 2
+        def walk(node: Node) -> None:
+            if node.type in types:
+                found.append(node)
+            for child in node.children:
+                walk(child)
+
+        walk(self.tree.root_node)
+        return found
+
+    def errors(self) -> list[str]:
+        """Where the grammar found a syntax error or had to invent a missing token."""
+        problems: list[str] = []
+
+        def walk(node: Node) -> None:
+            if node.type == "ERROR" or node.is_missing:
+                kind = f"missing {node.type!r}" if node.is_missing else "syntax error"
+                problems.append(f"{kind} at line {node.start_point[0] + 1}")
+                return
+            for child in node.children:
+                walk(child)
+
+        walk(self.tree.root_node)
+        return problems
+
+    def strings(self) -> list[str]:
+        """The bodies of every string literal (quotes and here-string markers removed)."""
+        bodies = []
+        for node in self.nodes("string_literal"):
+            raw = self.of(node)
+            if raw.startswith(("@'", '@"')):
+                bodies.append(re.sub(r"^@['\"]\r?\n|\r?\n['\"]@$", "", raw))
+            elif raw.startswith("'"):
+                bodies.append(raw[1:-1].replace("''", "'"))
+            else:
+                bodies.append(raw[1:-1])
+        return bodies
+
+    def code(self) -> str:
+        """The text with comments blanked and each string literal as ''."""
+        out = bytearray(self.source)
+        for node in sorted(
+            self.nodes("comment", "string_literal"), key=lambda n: n.start_byte, reverse=True
+        ):
+            body = self.source[node.start_byte : node.end_byte]
+            blank = b"''" if node.type == "string_literal" else b""
+            out[node.start_byte : node.end_byte] = blank + b"\n" * body.count(b"\n")
+        return out.decode()
+
+    def commands(self, name: str) -> list[list[str]]:
+        """The arguments (as written) of every call of the command `name`."""
+        calls = []
+        for node in self.nodes("command"):
+            head = node.child_by_field_name("command_name") or next(
+                (c for c in node.named_children if c.type in ("command_name", "command_name_expr")),
+                None,
+            )
+            if head is None or self.of(head).lower() != name.lower():
                 continue
-            out.literal.append("".join(body))
-            return i + 1
-        body.append(text[i])
-        i += 1
-    raise ScanError("unterminated single-quoted string")
+            elements = next((c for c in node.named_children if c.type == "command_elements"), None)
+            args = (
+                [self.of(c) for c in elements.named_children if c.type != "command_argument_sep"]
+                if elements is not None
+                else []
+            )
+            calls.append(args)
+        return calls
 
+    def exit_codes(self) -> list[str]:
+        return [
+            self.of(n).split(None, 1)[1]
+            for n in self.nodes("flow_control_statement")
+            if self.of(n).lower().startswith("exit ")
+        ]
 
-def _scan_double(text: str, i: int, out: Scanned) -> int:
-    body: list[str] = []
-    while i < len(text):
-        c = text[i]
-        if c == "`":
-            body.append(text[i : i + 2])
-            i += 2
-        elif c == "$" and text.startswith("$(", i):
-            start = i
-            i = _scan_code(text, i + 2, out, [], in_subexpr=True)
-            body.append(text[start:i])
-        elif c == '"':
-            if text.startswith('""', i):
-                body.append('"')
-                i += 2
+    def env_reads(self) -> tuple[set[str], set[str], set[str]]:
+        """Variables read through Get-RequiredEnv -Name 'X', GetEnvironmentVariable('X') and
+        $env:X."""
+        required = {
+            args[1].strip("'")
+            for args in self.commands("Get-RequiredEnv")
+            if len(args) == 2 and args[0] == "-Name"
+        }
+        optional = set()
+        for node in self.nodes("invocation_expression"):
+            member = next((c for c in node.named_children if c.type == "member_name"), None)
+            arguments = next((c for c in node.named_children if c.type == "argument_list"), None)
+            if member is None or arguments is None or self.of(member) != "GetEnvironmentVariable":
                 continue
-            out.expandable.append("".join(body))
-            return i + 1
-        else:
-            body.append(c)
-            i += 1
-    raise ScanError("unterminated double-quoted string")
+            literal = self.of(arguments).strip("()")
+            if literal.startswith("'"):
+                optional.add(literal.strip("'"))
+        direct = {
+            m.group(1)
+            for n in self.nodes("variable")
+            if (m := re.fullmatch(r"\$(?:\{)?env:(\w+)\}?", self.of(n), flags=re.IGNORECASE))
+        }
+        return required, optional, direct
+
+    def top_level_param(self) -> bool:
+        """A param() block outside any function (a syntax error after the header)."""
+        for node in self.nodes("param_block"):
+            parent = node.parent
+            while parent is not None and parent.type not in (
+                "function_statement",
+                "script_block_expression",
+            ):
+                parent = parent.parent
+            if parent is None or parent.type != "function_statement":
+                return True
+        return any(self.of(n).lower() == "param" for n in self.nodes("command_name"))
 
 
-def scan(text: str) -> Scanned:
-    out = Scanned()
-    _scan_code(text, 0, out, out.code, in_subexpr=False)
-    return out
-
-
-def code_of(text: str) -> str:
-    return "".join(scan(text).code)
-
-
-def strings_of(text: str) -> list[str]:
-    """The bodies of every string in text, literal and expandable (code_of blanks them)."""
-    scanned = scan(text)
-    return scanned.literal + scanned.expandable
-
-
-def unbalanced(code: str) -> str | None:
-    """Describe the first bracket mismatch in code, or None when balanced."""
-    pairs = {")": "(", "}": "{", "]": "["}
-    stack: list[tuple[str, int]] = []
-    for line_no, line in enumerate(code.splitlines(), start=1):
-        for c in line:
-            if c in "({[":
-                stack.append((c, line_no))
-            elif c in pairs:
-                if not stack or stack[-1][0] != pairs[c]:
-                    return f"unexpected {c!r} on line {line_no}"
-                stack.pop()
-    if stack:
-        c, line_no = stack[-1]
-        return f"{c!r} opened on line {line_no} is never closed"
-    return None
-
-
-def top_level_param(code: str) -> bool:
-    """True if a param( block appears outside any { } (i.e. at script level)."""
-    depth = 0
-    for match in re.finditer(r"[{}]|\bparam\s*\(", code, flags=re.IGNORECASE):
-        token = match.group(0)
-        if token == "{":
-            depth += 1
-        elif token == "}":
-            depth -= 1
-        elif depth == 0:
-            return True
-    return False
+@functools.cache
+def script(path: Path) -> Script:
+    return Script(path.read_text(encoding="ascii"))
 
 
 def read(path: Path) -> str:
-    return path.read_text(encoding="ascii")
+    return script(path).text
 
 
-# --- the scanner itself --------------------------------------------------------
+# Every .ps1 under scripts/windows is parsed, also those not run during a build.
+ALL_SCRIPTS = sorted(WINDOWS.rglob("*.ps1"))
 
 
-def test_scanner_ignores_brackets_in_strings_and_comments() -> None:
-    text = (
-        "$a = '{(' # }\n"
-        '$b = "x $($c.Count) ) ""q"" `" ]"\n'
-        "<# { #>\n"
-        "$h = @'\n}}\n'@\n"
-        "if ($a) { $b }\n"
-    )
-    assert unbalanced(code_of(text)) is None
+def test_the_build_scripts_are_among_those_parsed() -> None:
+    assert set(SCRIPTS) <= set(ALL_SCRIPTS)
+
+
+# --- the grammar sees real errors ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("text", "problem"),
+    "text",
     [
-        ("if ($a) { $b\n", "'{' opened on line 1 is never closed"),
-        ("$x = @(1, 2))\n", "unexpected ')' on line 1"),
-        ("$x = [int(3]\n", "unexpected ']' on line 1"),
+        "if ($a) { $b\n",
+        "$x = @(1, 2))\n",
+        "$a = 'open\n",
+        '$a = "open\n',
+        "$h = @'\nopen\n",
+        "function F {\n    param([string]$Name\n}\n",
+        "foreach ($x in $y) Write-Output $x\n",
     ],
 )
-def test_scanner_reports_unbalanced_brackets(text: str, problem: str) -> None:
-    assert unbalanced(code_of(text)) == problem
+def test_the_grammar_reports_broken_scripts(text: str) -> None:
+    assert Script(text).errors() != []
 
 
-@pytest.mark.parametrize("text", ["$a = 'open\n", '$a = "open\n', "$a = @'\nopen\n", "<# open\n"])
-def test_scanner_rejects_unterminated_strings_and_comments(text: str) -> None:
-    with pytest.raises(ScanError):
-        scan(text)
+def test_tree_helpers() -> None:
+    parsed = Script(
+        '# comment { (\n$a = \'{(\' # }\n$b = "x $($c.Count) ) ""q"" `" ]"\n'
+        "$h = @'\n}}\n'@\nif ($a) { exit 3 }\n& shutdown.exe /s /t 60\n"
+    )
+    assert parsed.errors() == []
+    assert parsed.strings() == ["{(", 'x $($c.Count) ) ""q"" `" ]', "}}"]
+    assert "comment" not in parsed.code() and "{(" not in parsed.code()
+    assert parsed.exit_codes() == ["3"]
+    assert parsed.commands("shutdown.exe") == [["/s", "/t", "60"]]
+    assert Script("param([string]$Name)\nWrite-Output $Name\n").top_level_param()
+    assert Script("# header\nParam ( $x )\n").top_level_param()
+    assert Script("$env:A = 1\nparam($x)\n").top_level_param()
+    assert not Script("function F {\n    param([string]$Name)\n}\n").top_level_param()
+    assert not Script("Write-Output 'param($x)'\n").top_level_param()
 
 
-def test_top_level_param_detection() -> None:
-    assert top_level_param(code_of("param([string]$Name)\nWrite-Output $Name\n"))
-    assert top_level_param(code_of("# header\nParam ( $x )\n"))
-    assert not top_level_param(code_of("function F {\n    param([string]$Name)\n}\n"))
-    assert not top_level_param(code_of("Write-Output 'param($x)'\n"))
+# --- every script --------------------------------------------------------------------------
 
 
-# --- every script --------------------------------------------------------------
+@pytest.mark.parametrize("path", ALL_SCRIPTS, ids=lambda p: p.name)
+def test_script_parses(path: Path) -> None:
+    assert script(path).errors() == []
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+def test_script_parses_after_the_header(path: Path) -> None:
+    assert Script(HEADER + read(path)).errors() == []
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
 def test_script_starts_with_strict_mode_and_stop(path: Path) -> None:
-    statements = [
-        line.strip()
-        for line in read(path).splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    assert statements[:2] == ["Set-StrictMode -Version Latest", "$ErrorActionPreference = 'Stop'"]
+    statements = [line.strip() for line in script(path).code().splitlines() if line.strip()]
+    assert statements[:2] == ["Set-StrictMode -Version Latest", "$ErrorActionPreference = ''"]
+    assert "$ErrorActionPreference = 'Stop'" in read(path).splitlines()
 
 
-@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", ALL_SCRIPTS, ids=lambda p: p.name)
 def test_script_is_ascii(path: Path) -> None:
     # Windows PowerShell 5.1 reads a BOM-less script as the ANSI code page.
     path.read_bytes().decode("ascii")
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
-def test_script_brackets_and_quotes_balance(path: Path) -> None:
-    assert unbalanced(code_of(read(path))) is None
-
-
-@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
 def test_script_has_no_top_level_param_even_after_the_header(path: Path) -> None:
     # The header of $env: lines comes first, so a script-level param() would be
     # a syntax error; param() inside functions is fine.
-    assert not top_level_param(code_of(HEADER + read(path)))
+    assert not Script(HEADER + read(path)).top_level_param()
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
 def test_script_reads_only_header_and_windows_variables(path: Path) -> None:
-    text = read(path)
-    required = set(re.findall(r"Get-RequiredEnv -Name '(\w+)'", text))
-    optional = set(re.findall(r"GetEnvironmentVariable\('(\w+)'\)", text))
-    direct = set(re.findall(r"\$env:(\w+)", text))
+    required, optional, direct = script(path).env_reads()
     assert required == REQUIRED_VARS[path]
     assert optional <= HEADER_VARS
     assert direct <= SYSTEM_VARS
@@ -303,8 +293,18 @@ def test_missing_required_variable_error_names_it(path: Path) -> None:
 def test_no_drive_style_variable_in_expandable_strings(path: Path) -> None:
     # "$path: x" is a parse error in PowerShell ($path: reads as a drive
     # qualifier); it has to be "${path}: x".
-    for body in scan(read(path)).expandable:
+    parsed = script(path)
+    for node in parsed.nodes("expandable_string_literal", "expandable_here_string_literal"):
+        body = parsed.of(node)
         assert not re.search(r"\$[A-Za-z_]\w*:(?![\w{])", body), body
+
+
+def code_of(text: str) -> str:
+    return Script(text).code()
+
+
+def strings_of(text: str) -> list[str]:
+    return Script(text).strings()
 
 
 # --- 10-iis.ps1 ----------------------------------------------------------------
@@ -375,25 +375,74 @@ def test_manifest_reads_both_uninstall_keys() -> None:
     assert "-Name 'DisplayVersion'" in text
 
 
-# --- audit.ps1 -----------------------------------------------------------------
+# --- audit.ps1 ----------------------------------------------------------------------------
+
+
+def audit_catalogue() -> str:
+    """The here-string assigned to $catalogue in audit.ps1, read from the syntax tree."""
+    parsed = script(AUDIT)
+    for node in parsed.nodes("assignment_expression"):
+        target = parsed.of(node).split("=", 1)[0].strip()
+        if target == "$catalogue":
+            (literal,) = [
+                n
+                for n in parsed.nodes("string_literal")
+                if node.start_byte <= n.start_byte < node.end_byte
+            ]
+            return Script(parsed.of(literal)).strings()[0]
+    raise AssertionError("audit.ps1 assigns no $catalogue")
+
+
+def test_audit_catalogue_is_the_linux_one() -> None:
+    linux = (WINDOWS.parent / "linux" / "audit.sh").read_text()
+    table = linux.split("CATALOGUE=$(cat <<'RULES'\n", 1)[1].split("\nRULES\n", 1)[0]
+    assert audit_catalogue() == table
+    assert len(table.splitlines()) >= 30
 
 
 def test_audit_looks_for_each_kind_of_secret() -> None:
-    text = read(AUDIT)
-    assert "@('.azure', '.aws')" in text
-    assert "PSReadLine\\ConsoleHost_history.txt" in text
-    for name in ["id_rsa", "id_ed25519", "msal_token_cache.json", "accessTokens.json"]:
-        assert f"'{name}'" in text
-    assert "@('.pfx', '.p12')" in text
-    assert "'PRIVATE KEY-----'" in text
-    assert "$name -eq '.env'" in text
+    parsed = script(AUDIT)
+    strings = set(parsed.strings())
+    # Key stores by their first bytes, whatever the file is called.
+    for magic in ("FEEDFEED", "CECECECE", "03D9A29A67FB4BB5", "020103", "06092A864886F70D0107"):
+        assert any(magic in s for s in strings), magic
+    assert "ConsoleHost_history.txt" in strings
+    assert "*unattend*.xml" in strings
+    assert "*\\AppData\\*\\Microsoft\\Credentials\\*" in strings
+    assert "HKLM:\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Winlogon" in strings
+    assert {"DefaultPassword", "AutoAdminLogon"} <= strings
+    assert "Cert:\\LocalMachine\\$store" in strings
+    assert "S-1-5-32-544" in strings
+    assert {"authorized_keys", "administrators_authorized_keys"} <= strings
+    # Vendor-signed files are the vendor's, like dpkg's unchanged files on Linux.
+    assert parsed.commands("Get-AuthenticodeSignature") == [["-LiteralPath", "$hit.Path"]]
+    # Every enabled local account is looked at (no -Name: all of them).
+    assert [] in parsed.commands("Get-LocalUser")
+
+
+def test_audit_reads_the_allowlist_and_names_no_secret() -> None:
+    parsed = script(AUDIT)
+    _, optional, _ = parsed.env_reads()
+    assert optional == {"AUDIT_ALLOWLIST", "BUILD_USERS"}
+    outputs = [args[0] for args in parsed.commands("Write-Output")]
+    assert '"audit: FINDING ${path}: $reason"' in outputs
+    assert '"audit: ALLOWED ${path}: $reason -- allowlisted: $($entry.Reason)"' in outputs
+    assert '"audit: allowlist: $($entry.Path) ($($entry.Reason))"' in outputs
+    # Findings name paths and reasons, never a match's text.
+    assert not any("$match" in o or "$text" in o for o in outputs)
 
 
 def test_audit_exit_codes_and_is_read_only() -> None:
-    code = code_of(read(AUDIT))
-    assert re.findall(r"\bexit (\d)", code) == ["1", "0"]
-    assert "Remove-Item" not in code
-    assert "Set-Item" not in code
+    parsed = script(AUDIT)
+    assert parsed.exit_codes() == ["1", "0"]
+    for command in (
+        "Remove-Item",
+        "Set-Item",
+        "Set-ItemProperty",
+        "Remove-ItemProperty",
+        "Remove-LocalUser",
+    ):
+        assert parsed.commands(command) == [], command
 
 
 # --- generalize.ps1 ------------------------------------------------------------
@@ -496,8 +545,27 @@ def test_generalize_removes_build_secrets_before_sysprep() -> None:
         "(Join-Path $root '.azure')",
         "Join-Path $env:SystemRoot 'Temp'",
         "Remove-LocalUser",
+        "Join-Path $env:SystemDrive 'AzureData'",
+        "'AppData\\Roaming\\Microsoft\\Credentials'",
+        "'CN=Windows Azure CRP Certificate Generator'",
+        "Remove-ItemProperty -LiteralPath $winlogon -Name 'DefaultPassword'",
     ]:
         assert -1 < text.index(leftover) < sysprep_at, leftover
+    parsed = script(GENERALIZE)
+    # The agent's certificate goes with its private key.
+    assert (
+        parsed.commands("Remove-Item").count(
+            ["-LiteralPath", '"Cert:\\LocalMachine\\My\\$($cert.Thumbprint)"', "-DeleteKey"]
+        )
+        == 1
+    )
+    # Autologon is turned off only for a build account: anything else is the audit's.
+    assert (
+        parsed.commands("Set-ItemProperty").count(
+            ["-LiteralPath", "$winlogon", "-Name", "'AutoAdminLogon'", "-Value", "'0'"]
+        )
+        == 1
+    )
 
 
 def test_generalize_checks_guest_agent_before_sysprep() -> None:

@@ -349,7 +349,7 @@ url-credentials	-	credentials in a URL (user:secret@host)	[a-zA-Z][a-zA-Z0-9+.-]
 connection-string-password	i	connection string with a password	(server|data source|host|address|addr)\s*=[^;]*;.*(password|pwd)\s*=\s*[^;"' $]	-
 xml-password	i	password in an XML element or NuGet setting	(<(password|passwd|secret|token|cleartextpassword)>[^<$ ]{3,}<|key="[^"]*(password|secret|token)[^"]*"\s+value="[^"$]{3,}")	-
 npmrc-auth	i	npm registry credentials (.npmrc)	(^|:)_(auth|authtoken|password)\s*=\s*[^ "'$]	-
-keyword-assignment	i	secret-like assignment	(passw(or)?d|passphrase|secret|token|api[_.-]?key|access[_.-]?key|private[_.-]?key|client[_.-]?secret|credentials?|auth[_.-]?key|account[_.-]?key|sas[_.-]?key|psk|pwd)[a-z0-9_-]*(["']?\s*(=|:=|=>)\s*["']?|["']\s*:\s*["']?|\s*:\s+["']?)[^ "'$<{%*(#;,&|/\\`][^ "';,]{2,}	(=|:)\s*["']?((true|false|yes|no|none|null|nil|undefined|required|optional|disabled|enabled|on|off|[0-9]{1,5})["']?$|[a-z][a-z0-9+.-]*://)|^(passwd|shadow|gshadow)\s*:\s*(files|compat|systemd|sss|ldap|nis|winbind|db)
+keyword-assignment	i	secret-like assignment	(passw(or)?d|passphrase|secret|token|api[_.-]?key|access[_.-]?key|private[_.-]?key|client[_.-]?secret|credentials?|auth[_.-]?key|account[_.-]?key|sas[_.-]?key|psk|pwd)[a-z0-9_-]*(["']?\s*(=|:=|=>)\s*["']?|["']\s*:\s*["']?|\s*:\s+["']?)[^ "'$<{%*(#;,&|/\\`][^ "';,]{2,}	(=|:)\s*["']?((true|false|yes|no|none|null|nil|undefined|required|optional|disabled|enabled|on|off|[0-9]{1,5})["']?\s*$|[a-z][a-z0-9+.-]*://)|^(passwd|shadow|gshadow)\s*:\s*(files|compat|systemd|sss|ldap|nis|winbind|db|all)
 RULES
 )
 # END CATALOGUE

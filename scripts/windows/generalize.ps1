@@ -2,6 +2,13 @@
 # histories, waits for the Azure guest agent to be steady, runs Sysprep, waits
 # for Windows to record that generalization finished, then shuts the VM down.
 #
+# It removes only what is always build residue: histories and cloud CLI folders of
+# every profile, the SYSTEM profile's tool credentials (Run Command runs as SYSTEM),
+# Azure's provisioning data (C:\AzureData, Panther), the Azure agent's transport
+# certificate, autologon of a build account, and the build accounts. What it cannot
+# judge (an application's certificate or connection string) audit.ps1 reports first,
+# and the build fails there.
+#
 # Runs through Azure managed Run Command as SYSTEM, after a header of $env:
 # assignments, so there is no param() block (it would have to be the first
 # statement). Environment:
@@ -107,6 +114,52 @@ if ($initialState -eq $generalizedState) {
         }
     }
     Write-Output "generalize: removed $removed histories and cloud credential folders"
+
+    # Step 1b: the SYSTEM profile's tool credentials and Credential Manager files, and
+    # Azure's provisioning data (custom data may hold secrets; Panther goes in step 5).
+    $systemProfile = Join-Path $env:SystemRoot 'System32\config\systemprofile'
+    $systemLeftovers = @(
+        '.docker', '.kube', '.git-credentials', '.netrc', '_netrc', '.npmrc', '.pypirc',
+        '.vault-token', '.config', 'AppData\Roaming\Microsoft\Credentials',
+        'AppData\Local\Microsoft\Credentials'
+    )
+    $removed = 0
+    foreach ($name in $systemLeftovers) {
+        $path = Join-Path $systemProfile $name
+        if (Test-Path -LiteralPath $path) {
+            Remove-Item -LiteralPath $path -Recurse -Force
+            $removed++
+        }
+    }
+    $azureData = Join-Path $env:SystemDrive 'AzureData'
+    if (Test-Path -LiteralPath $azureData) {
+        Remove-Item -LiteralPath $azureData -Recurse -Force
+        $removed++
+    }
+    Write-Output "generalize: removed $removed SYSTEM profile credentials and Azure provisioning data"
+
+    # Step 1c: the Azure guest agent's transport certificate (its private key is the
+    # builder's; the agent makes a new one on every VM).
+    $agentCerts = @(
+        Get-ChildItem -LiteralPath 'Cert:\LocalMachine\My' |
+            Where-Object { $_.Issuer -eq 'CN=Windows Azure CRP Certificate Generator' }
+    )
+    foreach ($cert in $agentCerts) {
+        Remove-Item -LiteralPath "Cert:\LocalMachine\My\$($cert.Thumbprint)" -DeleteKey
+    }
+    Write-Output "generalize: removed $($agentCerts.Count) Azure agent transport certificates"
+
+    # Step 1d: autologon as a build account (its password is in the registry).
+    $winlogon = 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Winlogon'
+    $logon = Get-ItemProperty -LiteralPath $winlogon
+    $logonNames = @($logon.PSObject.Properties | ForEach-Object { $_.Name })
+    if ($logonNames -contains 'DefaultUserName' -and $buildUsers -contains [string]$logon.DefaultUserName) {
+        Remove-ItemProperty -LiteralPath $winlogon -Name 'DefaultPassword' -ErrorAction SilentlyContinue
+        Set-ItemProperty -LiteralPath $winlogon -Name 'AutoAdminLogon' -Value '0'
+        Write-Output "generalize: autologon as build account $($logon.DefaultUserName) turned off, its password removed"
+    } else {
+        Write-Output 'generalize: no autologon as a build account'
+    }
 
     # Step 2: temporary files. Files in use (Run Command's own, for one) are skipped.
     $tempDirs = @((Join-Path $env:SystemRoot 'Temp'))
