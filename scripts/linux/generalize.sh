@@ -606,7 +606,8 @@ if ! $detached; then
       /bin/bash "$STASH_DIR/generalize.sh" "${args[@]}" >/dev/null
     log "scheduled as unit $UNIT: starts in ${delay}s, powers off when the audit is clean"
   else
-    setsid nohup /bin/bash "$STASH_DIR/generalize.sh" "${args[@]}" </dev/null >/dev/console 2>&1 &
+    # The allowlist travels in its file, as for the unit: not twice.
+    env -u AUDIT_ALLOWLIST setsid nohup /bin/bash "$STASH_DIR/generalize.sh" "${args[@]}" </dev/null >/dev/console 2>&1 &
     log "scheduled as detached process $!: starts in ${delay}s, powers off when the audit is clean"
   fi
   exit 0
