@@ -8,7 +8,7 @@ names, never whole resources and never secrets.
     galleryName          gallery name
     galleryResourceGroup resource group holding the gallery and managed images
     images               {image name: {
-                            definitionId, os, generation, latestVersion,
+                            definitionId, os, generation, securityType, latestVersion,
                             versions: {version: {id, regions: [region, ...],
                                                  managedImageId | None}}}}
 """
@@ -29,6 +29,9 @@ STACK_OUTPUTS = (GALLERY_ID, GALLERY_NAME, GALLERY_RESOURCE_GROUP, IMAGES)
 DEFINITION_ID = "definitionId"
 OS = "os"
 GENERATION = "generation"
+SECURITY_TYPE = "securityType"
+"""The definition's SecurityType feature: which VMs Azure creates from it (Standard,
+TrustedLaunchSupported, TrustedLaunch, ConfidentialVmSupported, ...)."""
 LATEST_VERSION = "latestVersion"
 VERSIONS = "versions"
 VERSION_ID = "id"
@@ -46,6 +49,7 @@ class ImageOutput(TypedDict):
     definitionId: str
     os: str
     generation: str
+    securityType: str
     latestVersion: str | None
     versions: dict[str, VersionOutput]
 
@@ -61,12 +65,15 @@ def image_output(
     generation: str,
     latest_version: str | None,
     versions: Mapping[str, dict],
+    *,
+    security_type: str,
 ) -> dict:
     """One entry of `images` (ids may be Pulumi Outputs)."""
     return {
         DEFINITION_ID: definition_id,
         OS: os,
         GENERATION: generation,
+        SECURITY_TYPE: security_type,
         LATEST_VERSION: latest_version,
         VERSIONS: dict(versions),
     }

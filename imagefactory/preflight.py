@@ -114,6 +114,9 @@ def _base_image(
 ) -> ImageFacts | None:
     at = ("images", i)
     base = image.base
+    if base.kind != "marketplace" or base.publisher is None or base.offer is None:
+        # Built on a gallery image: the chain rules compare it with its base (chain.py).
+        return None
     urn = base.urn()
     base_key = config_key((*at, "baseImage"))
     looked = facts.image(urn, location or "")

@@ -16,7 +16,6 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,16 +23,21 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
+    SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from imagefactory import autoscale, chain, naming, preflight, regions, rules, userdata
 from imagefactory import facts as azure_facts
-from imagefactory import naming, preflight, regions, rules
 
 NAMESPACE = "imagefactory"
-SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "scripts"
+SCRIPTS_DIR = userdata.SCRIPTS_DIR
+SECRETS_KEY = "userDataSecrets"
+"""The one key whose values are Pulumi secrets: the values user data templates may use."""
 
 OsType = Literal["linux", "windows"]
 Generation = Literal["V1", "V2"]
@@ -56,6 +60,7 @@ BuilderState = Literal["active", "retired"]
 UpgradeMode = Literal["Rolling", "Automatic", "Manual"]
 PrincipalType = Literal["User", "Group", "ServicePrincipal", "ForeignGroup", "Device"]
 Protection = Literal["protect", "retainOnDelete", "none"]
+Weekday = Literal["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 LATEST = "latest"
 
 _VERSION = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
@@ -130,6 +135,26 @@ def _version_text(value: Any) -> Any:
 
 
 VersionStr = Annotated[str, BeforeValidator(_version_text)]
+
+
+def _secret_text(value: Any) -> Any:
+    # A stack file read offline holds `{secure: <ciphertext>}`, which only the Pulumi CLI
+    # decrypts: a secret all the same. Never echo a value here: it is a secret.
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        return userdata.OFFLINE_SECRET
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError(
+            "a secret value is one piece of text; a mapping or list was given (its value is "
+            "not shown)"
+        )
+    return value
+
+
+SecretValue = Annotated[SecretStr, BeforeValidator(_secret_text)]
 
 
 def numeric_version_message(value: float) -> str:
@@ -217,17 +242,67 @@ class PurchasePlan(_Model):
 
 
 class BaseImage(_Model):
-    """A marketplace image: publisher:offer:sku:version, and its plan if it is sold with one."""
+    """Where a builder starts, one of three kinds: a Marketplace image (publisher, offer, sku,
+    version, and its plan if it is sold with one), another image of this stack (image,
+    version), or a version of another gallery (id, and plan if its root image has one)."""
 
-    publisher: Str
-    offer: Str
-    sku: Str
-    version: Str = "latest"
+    publisher: Str | None = None
+    offer: Str | None = None
+    sku: Str | None = None
+    version: VersionStr | None = None
+    """Marketplace: an image version or 'latest'; image of this stack: one of its versions or
+    'latest' (its newest version not excluded from latest). Default 'latest'."""
     plan: PurchasePlan | None = None
     """Required for images sold through a Marketplace plan; default none."""
+    image: Str | None = None
+    """An image of this stack to build on (a changeable base: see chain.py); default none."""
+    id: Str | None = None
+    """A gallery image version id of another gallery; default none."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> BaseImage:
+        marketplace = [f for f in ("publisher", "offer", "sku") if getattr(self, f) is not None]
+        kinds = [
+            name
+            for name, given in (
+                ("publisher/offer/sku", bool(marketplace)),
+                ("image", self.image is not None),
+                ("id", self.id is not None),
+            )
+            if given
+        ]
+        allowed = (
+            "a Marketplace image (publisher, offer, sku), an image of this stack (image) or a "
+            "gallery image version of another gallery (id)"
+        )
+        if len(kinds) > 1:
+            raise ValueError(f"{' and '.join(kinds)} are two kinds of base; give one: {allowed}")
+        if not kinds:
+            raise ValueError(f"no base given; give {allowed}")
+        missing = [f for f in ("publisher", "offer", "sku") if getattr(self, f) is None]
+        if marketplace and missing:
+            raise ValueError(
+                f"a Marketplace image needs publisher, offer and sku; missing: {', '.join(missing)}"
+            )
+        if self.id is not None and self.version is not None:
+            raise ValueError("version is part of the id (.../versions/1.2.3); remove version")
+        if self.image is not None and self.plan is not None:
+            raise ValueError(
+                "plan: an image of this stack carries its own base's plan already; remove plan"
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["marketplace", "image", "id"]:
+        if self.image is not None:
+            return "image"
+        if self.id is not None:
+            return "id"
+        return "marketplace"
 
     def urn(self) -> str:
-        return f"{self.publisher}:{self.offer}:{self.sku}:{self.version}"
+        """publisher:offer:sku:version of a Marketplace base."""
+        return f"{self.publisher}:{self.offer}:{self.sku}:{self.version or LATEST}"
 
 
 class Identifier(_Model):
@@ -342,9 +417,17 @@ class Image(_Model):
     def _eol(cls, value: str | None) -> str | None:
         return _check_eol(value)
 
+    _base: BaseImage | None = PrivateAttr(default=None)
+    """The base with the plan of the chain's root, set by Settings for an image built on
+    another image of the stack (its VMs and definition must name that plan)."""
+
     @property
     def base(self) -> BaseImage:
-        return self.base_image or BaseImage.model_validate(DEFAULT_BASE_IMAGES[self.os])
+        """The base as configured (the default Marketplace image when none is), carrying the
+        purchase plan every VM of the image must name."""
+        return (
+            self._base or self.base_image or BaseImage.model_validate(DEFAULT_BASE_IMAGES[self.os])
+        )
 
     @property
     def script_paths(self) -> tuple[str, ...]:
@@ -434,6 +517,88 @@ class Network(_Model):
     consumer_subnet: Str = "10.60.1.0/24"
 
 
+Zone = Annotated[Literal["1", "2", "3"], BeforeValidator(_as_str)]
+
+
+class UserData(_Model):
+    """Per-environment configuration applied at first boot: a template under scripts/ (Linux:
+    cloud-init user data; Windows: a PowerShell script) and the values for its placeholders."""
+
+    file: Str
+    """Path under scripts/, e.g. linux/userdata/webserver.yaml; required."""
+    values: dict[str, Str] = Field(default_factory=dict)
+    """Plain values for the template's placeholders; secrets come from the stack-wide
+    userDataSecrets. Default none."""
+
+
+class CpuRule(_Model):
+    """Scale on the instances' average CPU ('Percentage CPU', a host metric)."""
+
+    scale_out_above: int = Field(default=70, ge=1, le=99)
+    """Add instances while the average CPU is above this percentage; default 70."""
+    scale_in_below: int = Field(default=30, ge=1, le=99)
+    """Remove instances while it is below this percentage; default 30."""
+    minutes: int = Field(default=10, ge=5, le=720)
+    """The averaging window (Azure: 5 minutes to 12 hours); default 10."""
+    step: int = Field(default=1, ge=1, le=100)
+    """Instances added or removed per action; default 1."""
+    cooldown_minutes: int = Field(default=5, ge=1, le=10080)
+    """Wait after an action before the next (Azure: 1 minute to 1 week); default 5."""
+
+
+class AutoscaleSchedule(_Model):
+    """Other instance limits on some days at some hours (a recurring autoscale profile)."""
+
+    name: Str
+    days: tuple[Weekday, ...] = Field(min_length=1)
+    start: Str
+    """HH:MM, 24-hour clock, in time_zone."""
+    end: Str
+    """HH:MM, after start: the default limits come back then."""
+    time_zone: Str = "UTC"
+    """A Windows time zone name; default UTC."""
+    minimum: int = Field(ge=0, le=autoscale.MAX_INSTANCES)
+    maximum: int = Field(ge=1, le=autoscale.MAX_INSTANCES)
+    default: int = Field(ge=0, le=autoscale.MAX_INSTANCES)
+
+
+class Autoscale(_Model):
+    """Azure Monitor autoscale of a scale set: instance limits, a CPU rule, schedules."""
+
+    minimum: int = Field(ge=0, le=autoscale.MAX_INSTANCES)
+    maximum: int = Field(ge=1, le=autoscale.MAX_INSTANCES)
+    default: int = Field(ge=0, le=autoscale.MAX_INSTANCES)
+    """The count the scale set is created with, and the one autoscale falls back to when
+    metrics are missing."""
+    cpu: CpuRule = CpuRule()
+    schedules: tuple[AutoscaleSchedule, ...] = ()
+
+    @property
+    def capacity(self) -> autoscale.Capacity:
+        return autoscale.Capacity(self.minimum, self.maximum, self.default)
+
+    @property
+    def cpu_rule(self) -> autoscale.Cpu:
+        c = self.cpu
+        return autoscale.Cpu(
+            c.scale_out_above, c.scale_in_below, c.minutes, c.step, c.cooldown_minutes
+        )
+
+    @property
+    def windows(self) -> tuple[autoscale.Window, ...]:
+        return tuple(
+            autoscale.Window(
+                s.name,
+                s.days,
+                s.start,
+                s.end,
+                s.time_zone,
+                autoscale.Capacity(s.minimum, s.maximum, s.default),
+            )
+            for s in self.schedules
+        )
+
+
 class _Consumer(_Model):
     """What every consumer names: itself, its region, and the image version it runs."""
 
@@ -444,6 +609,10 @@ class _Consumer(_Model):
     region: Str
     image: Str
     version: VersionStr = LATEST
+    zones: tuple[Zone, ...] = ()
+    """Availability zones of the region to spread over; default none (regional)."""
+    user_data: UserData | None = None
+    """First-boot configuration; default none."""
 
     @field_validator("name")
     @classmethod
@@ -463,15 +632,32 @@ class ScaleSet(_Consumer):
     _NAME_MAX = naming.LINUX_SCALE_SET_MAX
 
     sku: Str = "Standard_B2s"
-    capacity: int = Field(default=2, ge=0, le=1000)
+    capacity: int = Field(default=2, ge=0, le=autoscale.MAX_INSTANCES)
     upgrade_policy: UpgradeMode = "Rolling"
     health_port: int = Field(default=80, ge=1, le=65535)
     health_path: Str = "/"
+    zone_balance: bool = False
+    """Azure's strict zone balance: refuse to scale when the zones would become uneven.
+    Default false: Azure spreads instances evenly across the zones, best effort."""
+    autoscale: Autoscale | None = None
+    """Instance count driven by Azure Monitor autoscale; default none (fixed capacity)."""
 
     @field_validator("sku")
     @classmethod
     def _sku(cls, value: str) -> str:
         return _check_vm_size(value)
+
+    @property
+    def initial_capacity(self) -> int:
+        """The instance count the scale set is created with."""
+        return self.autoscale.default if self.autoscale else self.capacity
+
+    @property
+    def most_instances(self) -> int:
+        """The most instances it can have (subnet sizing)."""
+        if self.autoscale is None:
+            return self.capacity
+        return autoscale.most_instances(self.autoscale.capacity, self.autoscale.windows)
 
 
 class VmGroup(_Consumer):
@@ -504,6 +690,18 @@ class Settings(_Model):
     images: tuple[Image, ...] = Field(min_length=1)
     scale_sets: tuple[ScaleSet, ...] = ()
     vm_groups: tuple[VmGroup, ...] = ()
+    user_data_secrets: dict[str, SecretValue] = Field(default_factory=dict)
+    """Secret values for user data templates, each a Pulumi secret; default none."""
+
+    def model_post_init(self, context: Any, /) -> None:
+        # An image built on another image of the stack takes the plan of its chain's root:
+        # its builder, definition and consumers must all name it (marketplace-images).
+        by_name = {i.name: i for i in self.images}
+        for image in self.images:
+            if image.base_image is not None and image.base_image.kind == "image":
+                root = chain.inherited_plan(image, by_name)
+                plan = root.plan if root is not None else None
+                image._base = image.base_image.model_copy(update={"plan": plan})
 
     @field_validator("location")
     @classmethod
@@ -538,6 +736,24 @@ class Settings(_Model):
 
     def consumers(self) -> tuple[ScaleSet | VmGroup, ...]:
         return (*self.scale_sets, *self.vm_groups)
+
+    def base_of(self, image: Image) -> chain.BaseRef:
+        """What `image`'s builder starts from, resolved (latest of a stack image included)."""
+        return chain.resolve(image, {i.name: i for i in self.images}, self.gallery.name)
+
+    def build_order(self) -> list[Image]:
+        """The images with every base before the images built on it."""
+        return chain.order(self.images)
+
+    def user_data_for(self, consumer: ScaleSet | VmGroup) -> userdata.Rendered | None:
+        """The consumer's first-boot configuration with its values in (checked by `check`)."""
+        spec = consumer.user_data
+        if spec is None:
+            return None
+        template = userdata.load(spec.file)
+        assert template is not None
+        secrets = {k: v.get_secret_value() for k, v in self.user_data_secrets.items()}
+        return userdata.render(template, spec.values, secrets)
 
 
 def build_spec(index: int, image: Image, defaults: BuilderDefaults | None) -> preflight.BuildSpec:
@@ -910,6 +1126,9 @@ def _rules(
         defaults: BuilderDefaults | None = parsed.builder
         tags: Mapping[str, Any] = parsed.tags
         principals = [share.principal_id for share in parsed.gallery.sharing]
+        secrets: Mapping[str, str] | None = {
+            k: v.get_secret_value() for k, v in parsed.user_data_secrets.items()
+        }
     else:
         location = raw.get("location") if isinstance(raw.get("location"), str) else None
         if location is not None and not regions.is_region(location):
@@ -950,6 +1169,7 @@ def _rules(
             for share in (sharing if isinstance(sharing, list) else [])
             if isinstance(share, dict) and isinstance(share.get("principalId"), str)
         ]
+        secrets = _partial_secrets(raw.get(SECRETS_KEY, {}))
 
     problems: list[str] = []
     for dupe in _duplicates(img.name for _, img in images):
@@ -965,6 +1185,23 @@ def _rules(
     for i, image in images:
         problems.extend(_image_rules(i, image, location))
     by_name = {img.name: img for _, img in images}
+    broken_names = None if broken is None else {str(b) for b in broken}
+    chain_warnings: list[str] = []
+    for i, image in images:
+        problems.extend(
+            chain.problems(
+                i,
+                image,
+                by_name,
+                broken_names,
+                image.builder.security_type or "Standard",
+                _disk_sizes(by_name, defaults, location, facts),
+            )
+        )
+        if image.base_image is not None:
+            problems.extend(chain.id_problems(i, image.base_image))
+            if (warning := chain.unchecked_warning(i, image.base_image)) is not None:
+                chain_warnings.append(warning)
     # Azure compares resource names case-insensitively: Web-US and web-us are one scale set.
     written = [c.name for _, c in scale_sets] + [c.name for _, c in vm_groups]
     for dupe in _duplicates(name.lower() for name in written):
@@ -985,10 +1222,15 @@ def _rules(
                 problems.append(_orphaned(kind, n, consumer))
             elif broken is not None and consumer.image not in broken:
                 problems.extend(_consumer_rules(kind, n, consumer, by_name))
+            problems.extend(_placement_rules(kind, n, consumer))
+            image_os = by_name[consumer.image].os if consumer.image in by_name else None
+            problems.extend(_user_data_rules(kind, n, consumer, image_os, secrets))
+    problems.extend(_secret_value_rules(secrets))
     active = sum(v.builder == "active" for _, img in images for v in img.versions)
     per_region: dict[str, int] = {}
     for _, ss in scale_sets:
-        per_region[ss.region] = per_region.get(ss.region, 0) + ss.capacity
+        # Autoscale may grow a scale set to its largest maximum: the subnet must hold that.
+        per_region[ss.region] = per_region.get(ss.region, 0) + ss.most_instances
     for _, group in vm_groups:
         per_region[group.region] = per_region.get(group.region, 0) + group.count
     if network is not None:
@@ -1021,7 +1263,170 @@ def _rules(
     ]
     found = preflight.check(facts, location, with_builds, users)
     found.problems[:0] = problems
+    found.warnings.extend(chain_warnings)
     return found
+
+
+# --- secrets, placement, user data -------------------------------------------------------
+
+
+def _is_ciphertext(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
+
+
+def _holds_ciphertext(value: Any) -> bool:
+    if _is_ciphertext(value):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_ciphertext(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_ciphertext(v) for v in value)
+    return False
+
+
+def _secret_rules(raw: Mapping[str, Any], secret_keys: frozenset[str]) -> list[str]:
+    """Secrets only where the program keeps them secret, and no plain text where it expects
+    secrets. A stack file read offline shows secrets as `{secure: ...}`; the Pulumi CLI
+    decrypts them and names the keys holding one (PULUMI_CONFIG_SECRET_KEYS)."""
+    problems: list[str] = []
+    for key in sorted(raw):
+        if key == SECRETS_KEY:
+            continue
+        if key in secret_keys or _holds_ciphertext(raw[key]):
+            problems.append(
+                f"{_key((key,))}: holds a Pulumi secret, but the program uses this key's "
+                "values in clear (names, sizes, tags and values become resource properties "
+                "anyone with Reader sees); keep secret values in "
+                f"{_key((SECRETS_KEY,))} and use them in a user data template"
+            )
+    given = raw.get(SECRETS_KEY)
+    if isinstance(given, dict) and SECRETS_KEY not in secret_keys:
+        for name, value in given.items():
+            if not _is_ciphertext(value):
+                problems.append(
+                    f"{_key((SECRETS_KEY,))}.{name}: is not a Pulumi secret, so its value "
+                    "sits in clear in the stack file (not shown here); set it with: pulumi "
+                    f"config set --secret --path '{NAMESPACE}:{SECRETS_KEY}.{name}' <value>"
+                )
+    return problems
+
+
+def _partial_secrets(raw: Any) -> Mapping[str, str] | None:
+    """The secret values when the whole config did not parse, or None when they do not."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return {str(k): _secret_text(v) for k, v in raw.items()}
+    except ValueError:
+        return None
+
+
+def _secret_value_rules(secrets: Mapping[str, str] | None) -> list[str]:
+    problems: list[str] = []
+    for name, value in (secrets or {}).items():
+        where = f"{_key((SECRETS_KEY,))}.{name}"
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            problems.append(
+                f"{where}: not a placeholder name; names are letters, digits and '_', not "
+                "starting with a digit, as a template writes them"
+            )
+        elif not userdata.is_one_line(value):
+            problems.append(
+                f"{where}: holds a line break or control character (its value is not shown); "
+                "a value is one line of text"
+            )
+    return problems
+
+
+def _placement_rules(kind: str, index: int, consumer: ScaleSet | VmGroup) -> list[str]:
+    """Zones where the region has them; a scale set's zone balance and autoscale."""
+    at = (kind, index)
+    problems: list[str] = []
+    what = "a scale set" if kind == "scaleSets" else "a VM group"
+    if (
+        consumer.zones
+        and regions.is_region(consumer.region)
+        and not regions.has_zones(consumer.region)
+    ):
+        problems.append(
+            f"{_key((*at, 'zones'))}: {consumer.region!r} has no availability zones, so "
+            f"{what} there cannot be placed in zones; remove zones, or deploy in a region "
+            "with zones (https://learn.microsoft.com/azure/reliability/regions-list)"
+        )
+    for dupe in _duplicates(consumer.zones):
+        problems.append(f"{_key((*at, 'zones'))}: zone {dupe!r} is listed more than once")
+    if not isinstance(consumer, ScaleSet):
+        return problems
+    if consumer.zone_balance and len(set(consumer.zones)) < 2:
+        # REST VirtualMachineScaleSet.zoneBalance: "can only be set if the zones property of
+        # the scale set contains more than one zone".
+        problems.append(
+            f"{_key((*at, 'zoneBalance'))}: true needs at least two zones; strict zone balance "
+            f"spreads instances over several zones, and {consumer.name!r} has "
+            f"{len(set(consumer.zones))}"
+        )
+    scaling = consumer.autoscale
+    if scaling is None:
+        return problems
+    if "capacity" in consumer.model_fields_set:
+        problems.append(
+            f"{_key((*at, 'capacity'))}: {consumer.capacity} with autoscale; the scale set is "
+            "created with autoscale.default instances and autoscale owns the count from then "
+            "on, so remove capacity"
+        )
+    base = _key((*at, "autoscale"))
+    problems += autoscale.capacity_problems(base, scaling.capacity)
+    problems += autoscale.cpu_problems(f"{base}.cpu", scaling.cpu_rule)
+    problems += autoscale.schedule_problems(f"{base}.schedules", scaling.windows)
+    return problems
+
+
+def _user_data_rules(
+    kind: str,
+    index: int,
+    consumer: ScaleSet | VmGroup,
+    os: str | None,
+    secrets: Mapping[str, str] | None,
+) -> list[str]:
+    """The template exists, suits the image's OS, gets every value it uses and fits Azure."""
+    spec = consumer.user_data
+    if spec is None or os is None:
+        return []
+    key = _key((kind, index, "userData"))
+    template = userdata.load(spec.file)
+    problems = userdata.file_problems(key, spec.file, os, template)
+    if problems or template is None or secrets is None:
+        return problems
+    problems = userdata.value_problems(key, template, spec.values, secrets, _key((SECRETS_KEY,)))
+    if problems:
+        return problems
+    return userdata.rendered_problems(key, userdata.render(template, spec.values, secrets))
+
+
+def _disk_sizes(
+    by_name: Mapping[str, Image],
+    defaults: BuilderDefaults | None,
+    location: str | None,
+    facts: azure_facts.Facts,
+) -> typing.Callable[[Image], int | None]:
+    """The OS disk size of an image's versions: its builder's, else its base's."""
+
+    def size(image: Image, seen: frozenset[str] = frozenset()) -> int | None:
+        own = image.builder.os_disk_size_gb or (defaults.os_disk_size_gb if defaults else None)
+        if own is not None:
+            return own
+        base = image.base_image
+        if base is not None and base.kind == "image":
+            parent = by_name.get(str(base.image))
+            if parent is None or parent.name in seen:
+                return None
+            return size(parent, seen | {image.name})
+        if base is not None and base.kind == "id":
+            return None
+        looked = facts.image(image.base.urn(), location or "")
+        return looked.os_disk_gb if looked is not None else None
+
+    return size
 
 
 def _encloses(loc: tuple[str | int, ...], errors: Iterable[Mapping[str, Any]]) -> bool:
@@ -1037,14 +1442,25 @@ class Checked:
     warnings: tuple[str, ...]
 
 
-def load(raw: Mapping[str, Any], facts: azure_facts.Facts | None = None) -> Settings:
+def load(
+    raw: Mapping[str, Any],
+    facts: azure_facts.Facts | None = None,
+    secret_keys: Iterable[str] = (),
+) -> Settings:
     """Turn raw stack config (keys without the namespace) into Settings or raise ConfigError."""
-    return check(raw, facts).settings
+    return check(raw, facts, secret_keys).settings
 
 
-def check(raw: Mapping[str, Any], facts: azure_facts.Facts | None = None) -> Checked:
-    """Every check at once against `facts` (default: the snapshot); ConfigError lists all."""
-    problems: list[str] = []
+def check(
+    raw: Mapping[str, Any],
+    facts: azure_facts.Facts | None = None,
+    secret_keys: Iterable[str] = (),
+) -> Checked:
+    """Every check at once against `facts` (default: the snapshot); ConfigError lists all.
+
+    `secret_keys`: the keys (without the namespace) Pulumi marks secret; a key holding a
+    secret anywhere inside it is marked as a whole."""
+    problems: list[str] = _secret_rules(raw, frozenset(secret_keys))
     parsed: Settings | None = None
     try:
         parsed = Settings.model_validate(dict(raw))

@@ -38,6 +38,18 @@ def raw_config() -> dict[str, Any]:
     }
 
 
+def secret_keys() -> list[str]:
+    """`imagefactory:*` keys Pulumi marks secret (without the namespace). The engine marks a
+    whole key when any value inside it is secret (pulumi/pulumi, sdk/go/common/resource/config
+    object.go, `Secure`), and hands the list over as PULUMI_CONFIG_SECRET_KEYS."""
+    prefix = NAMESPACE + ":"
+    return [
+        key[len(prefix) :]
+        for key in _all_keys()
+        if key.startswith(prefix) and runtime_config.is_config_secret(key)
+    ]
+
+
 def _under_mocks() -> bool:
     from pulumi.runtime.mocks import MockMonitor
 
@@ -58,7 +70,7 @@ def checked(facts: Facts | None = None) -> Checked:
     problems = stackfile.misspelled_namespaces(_all_keys(), path)
     facts = facts or facts_for_this_run()
     try:
-        result = check(raw_config(), facts)
+        result = check(raw_config(), facts, secret_keys())
     except ConfigError as err:
         problems += stackfile.locate_numeric_versions(err.problems, path)
         raise ConfigError(problems) from None
