@@ -13,6 +13,7 @@ from components import drop_api_version_aliases, protection_options
 from components.build import BuildPlacement, ImageBuild
 from components.consumers import (
     ConsumerPlacement,
+    FirstBoot,
     ImageChoice,
     ScaleSetConsumer,
     VmGroupConsumer,
@@ -21,7 +22,7 @@ from components.gallery import Gallery
 from components.groups import ResourceGroups
 from components.image_version import ImageVersion
 from components.network import build_network, consumer_network
-from imagefactory import contract, naming, pulumi_engine, stackconfig
+from imagefactory import contract, naming, pulumi_engine, stackconfig, userdata
 from imagefactory.settings import LATEST, ScaleSet
 
 pulumi_engine.require_engine()
@@ -32,6 +33,9 @@ pulumi.runtime.register_stack_transformation(drop_api_version_aliases)
 settings = stackconfig.settings()
 builders = {image.name: settings.builder_for(image) for image in settings.images}
 chosen_versions = {c.name: settings.image(c.image).find(c.version) for c in settings.consumers()}
+# User data rendered with the stack's values (and secrets) before anything is registered.
+first_boot = {c.name: settings.user_data_for(c) for c in settings.consumers()}
+windows_loader = (userdata.SCRIPTS_DIR / userdata.WINDOWS_FIRST_BOOT_LOADER).read_text()
 stack = pulumi.get_stack()
 names = settings.names
 location = settings.location
@@ -90,7 +94,16 @@ gallery = Gallery(
 
 published: dict[tuple[str, str], ImageVersion] = {}
 image_outputs: dict[str, dict[str, object]] = {}
-for image in settings.images:
+# Bases first: a build on another image of the stack starts from that image's version, whose
+# id it takes as its image reference (and so waits for it).
+for image in settings.build_order():
+    base = settings.base_of(image)
+    base_image_id: pulumi.Input[str] | None = None
+    if base.kind == "image":
+        assert base.image is not None and base.version is not None
+        base_image_id = published[(base.image, base.version)].version.id
+    elif base.kind == "id":
+        base_image_id = base.id
     version_outputs: dict[str, dict] = {}
     for spec in image.versions:
         key = f"{image.name}-{spec.version}"
@@ -111,6 +124,7 @@ for image in settings.images:
                     version=spec.version,
                     temporary=True,
                 ),
+                base_image_id=base_image_id,
             )
         # The source id is built from names, so it stays the same after the builder retires.
         source_id = subscription_id.apply(
@@ -151,6 +165,7 @@ for image in settings.images:
         image.generation,
         newest.version if newest else None,
         version_outputs,
+        security_type=image.security_type,
     )
 
 consumer_nets = {
@@ -197,12 +212,27 @@ for consumer in settings.consumers():
         subnet_id=consumer_nets[consumer.region].subnet.id,
         tags=tags,
     )
+    rendered = first_boot[consumer.name]
+    boot = FirstBoot(rendered, windows_loader) if rendered else None
     if isinstance(consumer, ScaleSet):
-        ScaleSetConsumer(f"scaleset-{consumer.name}", spec=consumer, choice=choice, placement=where)
+        ScaleSetConsumer(
+            f"scaleset-{consumer.name}",
+            spec=consumer,
+            choice=choice,
+            placement=where,
+            first_boot=boot,
+        )
     else:
-        VmGroupConsumer(f"vmgroup-{consumer.name}", spec=consumer, choice=choice, placement=where)
+        VmGroupConsumer(
+            f"vmgroup-{consumer.name}",
+            spec=consumer,
+            choice=choice,
+            placement=where,
+            first_boot=boot,
+        )
 
 pulumi.export(contract.GALLERY_ID, gallery.gallery.id)
 pulumi.export(contract.GALLERY_NAME, gallery.gallery.name)
 pulumi.export(contract.GALLERY_RESOURCE_GROUP, images_group)
-pulumi.export(contract.IMAGES, image_outputs)
+# Config order, whatever order the images were built in.
+pulumi.export(contract.IMAGES, {i.name: image_outputs[i.name] for i in settings.images})

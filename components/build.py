@@ -13,7 +13,7 @@ from components.builder import BuilderArgs, BuilderVm
 from components.generalization import Generalization
 from components.managed_image import ManagedImage
 from components.provisioning import Provisioning
-from imagefactory import naming, scripts
+from imagefactory import chain, naming, scripts
 from imagefactory.naming import Names
 from imagefactory.settings import Image, Settings, Version
 
@@ -29,7 +29,9 @@ def fingerprint(image: Image, settings: Settings, steps: list[scripts.Step]) -> 
     shape = {
         "os": image.os,
         "generation": image.generation,
-        "base": image.base.urn(),
+        # The Marketplace URN, or the gallery image and its resolved version: a new version
+        # of a base this image follows (latest) rebuilds it.
+        "base": settings.base_of(image).label,
         "builder": builder.model_dump(),
         "steps": [hashlib.sha256(s.source.encode()).hexdigest() for s in steps],
         "runCommandTimeoutMinutes": settings.builder.run_command_timeout_minutes,
@@ -70,19 +72,24 @@ class ImageBuild(pulumi.ComponentResource):
         settings: Settings,
         placement: BuildPlacement,
         tags: Mapping[str, str],
+        base_image_id: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`base_image_id`: the id of the gallery version the image is built on, when its
+        base is an image of this stack (the version resource's id, so the builder waits for
+        it) or another gallery's version; None for a Marketplace base."""
         super().__init__("imagefactory:build:ImageBuild", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         names = placement.names
         builder = settings.builder_for(image)
         admin = settings.builder.admin_username
+        base = settings.base_of(image)
         steps = scripts.guest_steps(
             os=image.os,
             provision=image.script_paths,
             image=image.name,
             version=version.version,
-            base_image=image.base.urn(),
+            base_image=base.label,
             build_user=admin,
         )
         vm_name = names.builder_vm(image.name, version.version, image.os)
@@ -102,6 +109,8 @@ class ImageBuild(pulumi.ComponentResource):
                 public_ip=settings.builder.public_ip,
                 fingerprint=fingerprint(image, settings, steps),
                 tags=tags,
+                base_image_id=base_image_id,
+                base_id_field=(chain.id_kind(base.id) or "id") if base.id else "id",
             ),
             opts=child,
         )

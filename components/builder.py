@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 from pulumi_azure_native import compute, network
@@ -11,6 +12,12 @@ from pulumi_azure_native import compute, network
 from components.credentials import marketplace_plan, os_profile_parts, trusted_launch_profile
 from components.options import KEPT_FROM_CREATION
 from imagefactory.settings import BaseImage, Builder, Generation, OsType
+
+_REFERENCE_FIELD = {
+    "id": "id",
+    "sharedGalleryImageId": "shared_gallery_image_id",
+    "communityGalleryImageId": "community_gallery_image_id",
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,10 @@ class BuilderArgs:
     fingerprint: str
     """Digest of everything that shapes the built image; a new one builds a new VM."""
     tags: Mapping[str, str]
+    base_image_id: pulumi.Input[str] | None = None
+    """A gallery image version to start from instead of a Marketplace image; default none."""
+    base_id_field: Literal["id", "sharedGalleryImageId", "communityGalleryImageId"] = "id"
+    """The ImageReference field that takes `base_image_id` (chain.id_kind); default id."""
 
 
 class BuilderVm(pulumi.ComponentResource):
@@ -92,6 +103,19 @@ class BuilderVm(pulumi.ComponentResource):
         )
 
         base = args.base_image
+        if args.base_image_id is not None:
+            # A gallery version (of this stack, or another gallery's): its id, never a
+            # definition's, so what a rebuild starts from is named in the fingerprint.
+            reference = compute.ImageReferenceArgs(
+                **{_REFERENCE_FIELD[args.base_id_field]: args.base_image_id}
+            )
+        else:
+            reference = compute.ImageReferenceArgs(
+                publisher=base.publisher,
+                offer=base.offer,
+                sku=base.sku,
+                version=base.version or "latest",
+            )
         self.vm = compute.VirtualMachine(
             f"{name}-vm",
             vm_name=args.vm_name,
@@ -111,9 +135,7 @@ class BuilderVm(pulumi.ComponentResource):
             ),
             os_profile=os_profile,
             storage_profile=compute.StorageProfileArgs(
-                image_reference=compute.ImageReferenceArgs(
-                    publisher=base.publisher, offer=base.offer, sku=base.sku, version=base.version
-                ),
+                image_reference=reference,
                 os_disk=compute.OSDiskArgs(
                     create_option="FromImage",
                     delete_option="Delete",
