@@ -9,6 +9,11 @@ needed. `pulumi up` then builds the new version from the current base image, whi
 how the images pick up security patches. Consumers following `latest` move to it; pinned
 ones stay where they are until someone moves them.
 
+Images built on another image of the stack follow the chain: bumping a base also bumps
+every image built on its `latest` (directly or through others), after it, so the new base
+version reaches them as a new version of theirs (a published version never changes its
+source). Images built on a pinned base version stay; the output says so.
+
 The edit is textual: PyYAML only locates the lines, and the new lines are copies of the
 file's own, so every comment and the file's layout survive (a PyYAML round trip would
 drop the comments; ruamel.yaml would add a dependency for one small edit). The result is
@@ -24,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from imagefactory.settings import NAMESPACE, ConfigError, load, parse_version
+from imagefactory.settings import LATEST, NAMESPACE, ConfigError, load, parse_version
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 IMAGES_KEY = f"{NAMESPACE}:images"
@@ -100,15 +105,67 @@ def bump_text(text: str, image: str) -> tuple[str, str]:
     return "".join(lines), number
 
 
+def _base_of(entry: dict) -> tuple[str | None, str]:
+    """(base image of this stack or None, its version as written: 'latest' by default)."""
+    base = entry.get("baseImage") or {}
+    if not isinstance(base, dict) or "image" not in base:
+        return None, LATEST
+    return str(base["image"]), str(base.get("version") or LATEST)
+
+
+def with_chain(entries: Sequence[dict], chosen: Sequence[str]) -> list[tuple[str, str | None]]:
+    """The images to bump, bases first: the chosen ones and every image built on the latest
+    of one of them, each once; with the base that brought it in (None: asked for)."""
+    names = [str(e.get("name")) for e in entries]
+    pending: dict[str, str | None] = {name: None for name in chosen}  # name -> its base
+    changed = True
+    while changed:
+        changed = False
+        for entry in entries:
+            name = str(entry.get("name"))
+            base, version = _base_of(entry)
+            if base in pending and version == LATEST and name not in pending:
+                pending[name] = base
+                changed = True
+    order: list[tuple[str, str | None]] = []
+    placed: set[str] = set()
+    while len(order) < len(pending):
+        for name in names + [n for n in pending if n not in names]:
+            if name not in pending or name in placed:
+                continue
+            entry = next((e for e in entries if e.get("name") == name), {})
+            base, _ = _base_of(entry)
+            if base in pending and base not in placed and base != name:
+                continue
+            order.append((name, pending[name]))
+            placed.add(name)
+            break
+        else:  # a cycle, which the settings refuse: keep the rest in config order
+            order += [(n, pending[n]) for n in pending if n not in placed]
+    return order
+
+
 def bump_file(path: Path, images: Sequence[str] = ()) -> tuple[str, list[str]]:
-    """The bumped text of a stack file and one 'image old -> new' line per image."""
+    """The bumped text of a stack file and one 'image old -> new' line per image (and one
+    for each image left on a pinned version of a bumped base)."""
     text = path.read_text()
     data = yaml.safe_load(text) or {}
-    chosen = list(images) or [i["name"] for i in data.get("config", {}).get(IMAGES_KEY, [])]
+    entries = [e for e in data.get("config", {}).get(IMAGES_KEY, []) if isinstance(e, dict)]
+    chosen = list(images) or [str(e["name"]) for e in entries]
     done = []
-    for image in chosen:
+    bumped: dict[str, str] = {}
+    for image, because in with_chain(entries, chosen):
         text, number = bump_text(text, image)
-        done.append(f"{image} -> {number}")
+        bumped[image] = number
+        why = f" (built on {because} latest, now {bumped[because]})" if because else ""
+        done.append(f"{image} -> {number}{why}")
+    for entry in entries:
+        base, version = _base_of(entry)
+        if base in bumped and version != LATEST and entry.get("name") not in bumped:
+            done.append(
+                f"{entry.get('name')} stays on {base} {version} (pinned; set its "
+                "baseImage.version to latest, or bump it after moving the pin)"
+            )
     raw = yaml.safe_load(text)["config"]
     prefix = NAMESPACE + ":"
     load({k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)})

@@ -71,6 +71,8 @@ _NAME_INPUT = {
     "azure-native:compute:GalleryImageVersion": "galleryImageVersionName",
     "azure-native:compute:VirtualMachineScaleSet": "vmScaleSetName",
     "azure-native:authorization:RoleAssignment": "roleAssignmentName",
+    "azure-native:compute:VirtualMachineExtension": "vmExtensionName",
+    "azure-native:monitor:AutoscaleSetting": "autoscaleSettingName",
 }
 _PROVIDER_REPLACES: dict[str, tuple[str, ...]] = {
     "command:local:Command": ("triggers",),

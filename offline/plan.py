@@ -13,8 +13,10 @@ behaviour, not its intent.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +34,8 @@ RUN_COMMAND_T = "azure-native:compute:VirtualMachineRunCommandByVirtualMachine"
 COMMAND_T = "command:local:Command"
 SCALE_SET_T = "azure-native:compute:VirtualMachineScaleSet"
 ROLE_T = "azure-native:authorization:RoleAssignment"
+AUTOSCALE_T = "azure-native:monitor:AutoscaleSetting"
+EXTENSION_T = "azure-native:compute:VirtualMachineExtension"
 
 
 def _tag(res: engine.Registered, key: str) -> str | None:
@@ -47,14 +51,24 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
     versions = run.of_type(VERSION_T)
     consumers: dict[str, list[dict[str, Any]]] = {v.urn: [] for v in versions}
     numbers = {v.urn: str(v.inputs["galleryImageVersionName"]) for v in versions}
+    scaling = {str(a.inputs.get("targetResourceUri")): a for a in run.of_type(AUTOSCALE_T)}
+    first_boot = {str(e.inputs.get("vmName")) for e in run.of_type(EXTENSION_T)}
     for res in run.resources:
         auto_upgrade = False
         if res.type == SCALE_SET_T:
             kind, capacity = "scaleSet", (res.inputs.get("sku") or {}).get("capacity")
             policy = (res.inputs.get("upgradePolicy") or {}).get("automaticOSUpgradePolicy")
             auto_upgrade = bool((policy or {}).get("enableAutomaticOSUpgrade"))
+            profile = res.inputs.get("virtualMachineProfile") or {}
+            os_profile = profile.get("osProfile") or {}
+            extensions = (profile.get("extensionProfile") or {}).get("extensions") or []
+            extension = any(e.get("type") == "CustomScriptExtension" for e in extensions)
+            setting = scaling.get(res.id)
         elif res.type == VM_T and _tag(res, "imagefactory-lifecycle") != "temporary":
             kind, capacity = "vm", 1
+            os_profile = res.inputs.get("osProfile") or {}
+            extension = str(res.inputs.get("vmName")) in first_boot
+            setting = None
         else:
             continue
         label = str(_tag(res, "imagefactory-version"))
@@ -72,6 +86,10 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
                         "follows": "latest" if label.startswith("latest") else "pinned",
                         "upgrade": (res.inputs.get("upgradePolicy") or {}).get("mode"),
                         "automaticOsUpgrade": auto_upgrade,
+                        "zones": list(res.inputs.get("zones") or []),
+                        "zoneBalance": res.inputs.get("zoneBalance"),
+                        "autoscale": _autoscale(setting) if setting else None,
+                        "userData": _user_data(os_profile.get("customData"), extension),
                     }
                 )
 
@@ -81,6 +99,7 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
             continue
         key = (_tag(vm, "imagefactory-image") or "", _tag(vm, "imagefactory-version") or "")
         ref = vm.inputs["storageProfile"]["imageReference"]
+        base = _gallery_base(ref, versions)
         steps = [
             r.inputs["runCommandName"]
             for r in run.of_type(RUN_COMMAND_T)
@@ -89,7 +108,7 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
         builders[key] = {
             "vm": vm.inputs["vmName"],
             "size": vm.inputs["hardwareProfile"]["vmSize"],
-            "base": ":".join(ref[k] for k in ("publisher", "offer", "sku", "version")),
+            "base": base or ":".join(ref[k] for k in ("publisher", "offer", "sku", "version")),
             "trustedLaunch": (vm.inputs.get("securityProfile") or {}).get("securityType")
             == "TrustedLaunch",
             "steps": steps,
@@ -160,6 +179,88 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
     }
 
 
+def _gallery_base(ref: dict[str, Any], versions: list[engine.Registered]) -> str | None:
+    """'gallery image hardened 1.0.0' for a builder that starts from a version of this
+    gallery, the id for another gallery's version, None for a Marketplace image."""
+    ref_id = ref.get("id") or ref.get("sharedGalleryImageId") or ref.get("communityGalleryImageId")
+    if not ref_id:
+        return None
+    for v in versions:
+        if v.id and v.id.lower() == str(ref_id).lower():
+            return (
+                f"gallery image {v.inputs['galleryImageName']} "
+                f"{v.inputs['galleryImageVersionName']}"
+            )
+    return str(ref_id)
+
+
+def _autoscale(setting: engine.Registered) -> dict[str, Any]:
+    """The autoscale setting as the plan shows it: default limits, CPU rule, schedules."""
+    profiles = setting.inputs.get("profiles") or []
+    default = next((p for p in profiles if not p.get("recurrence")), profiles[0])
+
+    def limits(p: dict[str, Any]) -> dict[str, int]:
+        c = p.get("capacity") or {}
+        return {k: int(c[k]) for k in ("minimum", "maximum", "default") if k in c}
+
+    rules = default.get("rules") or []
+    cpu: dict[str, Any] = {}
+    for rule in rules:
+        trigger, action = rule.get("metricTrigger") or {}, rule.get("scaleAction") or {}
+        way = "out" if action.get("direction") == "Increase" else "in"
+        cpu[way] = {
+            "threshold": trigger.get("threshold"),
+            "window": trigger.get("timeWindow"),
+            "step": action.get("value"),
+            "cooldown": action.get("cooldown"),
+        }
+    schedules = []
+    starts = [p for p in profiles if p.get("recurrence")]
+    ends = {str(p["name"]): p for p in starts}
+    for p in starts:
+        end = ends.get(f"{p['name']}-end")
+        if end is None:
+            continue  # an end profile itself
+        when, until = p["recurrence"]["schedule"], end["recurrence"]["schedule"]
+        schedules.append(
+            {
+                "name": p["name"],
+                "days": list(when.get("days") or []),
+                "start": _clock(when),
+                "end": _clock(until),
+                "timeZone": when.get("timeZone"),
+                **limits(p),
+            }
+        )
+    return {
+        "name": setting.inputs.get("autoscaleSettingName"),
+        "enabled": setting.inputs.get("enabled"),
+        **limits(default),
+        "cpu": cpu,
+        "schedules": schedules,
+    }
+
+
+def _clock(schedule: dict[str, Any]) -> str:
+    hours, minutes = schedule.get("hours") or [0], schedule.get("minutes") or [0]
+    return f"{int(hours[0]):02d}:{int(minutes[0]):02d}"
+
+
+def _user_data(custom_data: Any, extension: bool) -> dict[str, Any] | None:
+    """What a consumer gets at first boot; a secret one is only named, never shown or sized."""
+    if custom_data is None:
+        return None
+    if isinstance(custom_data, dict) and "secret" in custom_data:
+        return {"secret": True, "runner": "Custom Script Extension" if extension else "cloud-init"}
+    text = base64.b64decode(str(custom_data)).decode("utf-8", errors="replace")
+    return {
+        "secret": False,
+        "runner": "Custom Script Extension" if extension else "cloud-init",
+        "bytes": len(text.encode("utf-8")),
+        "header": text.splitlines()[0] if text else "",
+    }
+
+
 def _latest(image: dict[str, Any]) -> str | None:
     eligible = [v for v, spec in image["versions"].items() if not spec["excludeFromLatest"]]
     return max(eligible, key=lambda v: tuple(int(p) for p in v.split("."))) if eligible else None
@@ -201,8 +302,68 @@ def _version_lines(number: str, spec: dict[str, Any], latest: bool) -> list[str]
             follows = "latest by automatic OS image upgrade"
         elif follows == "latest":
             follows = "latest, rebuilt when latest moves"
-        rows.append(f"consumer: {kind} {c['name']} ({c['region']}, {follows})")
+        where = c["region"] + _zones_text(c)
+        rows.append(f"consumer: {kind} {c['name']} ({where}, {follows}){_details(c)}")
     return [head, *rows]
+
+
+def _zones_text(c: dict[str, Any]) -> str:
+    zones = c.get("zones") or []
+    if not zones:
+        return ""
+    if c["kind"] != "scaleSet" or len(zones) == 1:
+        return f", zone {zones[0]}"
+    balance = "strict" if c.get("zoneBalance") else "best-effort"
+    return f", zones {', '.join(zones)} with {balance} balance"
+
+
+_WEEK = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _days(days: list[str]) -> str:
+    """Mon-Fri for a run of three or more days, else Sat,Sun."""
+    at = [_WEEK.index(d) for d in days if d in _WEEK]
+    if len(at) == len(days) > 2 and at == list(range(at[0], at[0] + len(at))):
+        return f"{days[0][:3]}-{days[-1][:3]}"
+    return ",".join(d[:3] for d in days)
+
+
+def _duration(iso: str | None) -> str:
+    """PT10M -> 10 min, PT2H -> 2 h, P1D -> 1 d (the ISO 8601 durations autoscale takes)."""
+    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?", iso or "")
+    if not match:
+        return str(iso)
+    units = zip(match.groups(), ("d", "h", "min"), strict=True)
+    return " ".join(f"{n} {unit}" for n, unit in units if n)
+
+
+def _details(c: dict[str, Any]) -> str:
+    """'; autoscale ...; user data ...' for a consumer that has them."""
+    parts = []
+    scaling = c.get("autoscale")
+    if scaling:
+        text = f"autoscale {scaling['minimum']}-{scaling['maximum']} (default {scaling['default']})"
+        out, into = scaling["cpu"].get("out"), scaling["cpu"].get("in")
+        if out and into:
+            text += (
+                f", CPU > {out['threshold']:g}% +{out['step']} / < {into['threshold']:g}% "
+                f"-{into['step']} over {_duration(out['window'])}"
+            )
+        for w in scaling["schedules"]:
+            days = _days(w["days"])
+            text += (
+                f", {w['name']} {days} {w['start']}-{w['end']} {w['timeZone']}: "
+                f"{w['minimum']}-{w['maximum']}"
+            )
+        parts.append(text)
+    boot = c.get("userData")
+    if boot:
+        runner = boot["runner"]
+        if boot["secret"]:
+            parts.append(f"user data by {runner}: [secret]")
+        else:
+            parts.append(f"user data by {runner}: {boot['header']}, {boot['bytes']} bytes")
+    return "".join(f"; {p}" for p in parts)
 
 
 def render_text(plan: dict[str, Any]) -> str:

@@ -8,6 +8,10 @@ and returns findings of two levels:
   it comes from, and what to do instead.
 - DANGEROUS: Azure would do it, and a published image goes with it (a gallery,
   definition or version replaced or deleted, or the resource group that holds them).
+- ROLLOUT: Azure does it, and how it reaches running machines is not obvious: a scale set
+  whose custom data changes keeps it on running instances until they are reimaged; a VM
+  takes custom data only when it is created, so it is rebuilt; zones added to a scale set
+  take new instances only. Each names its source. These never fail the check.
 
 The state of a resource is read from the base revision's own graph, as `pulumi up` left
 it: a builder VM with a capture command is deallocated and generalized; a version whose
@@ -27,6 +31,8 @@ from offline.engine import Registered
 
 REFUSED = "REFUSED"
 DANGEROUS = "DANGEROUS"
+ROLLOUT = "ROLLOUT"
+LEVELS = (REFUSED, DANGEROUS, ROLLOUT)
 
 VM_T = "azure-native:compute:VirtualMachine"
 RUN_COMMAND_T = "azure-native:compute:VirtualMachineRunCommandByVirtualMachine"
@@ -194,6 +200,33 @@ RULES: tuple[Rule, ...] = (
         "keep the old range until its subnets are gone, or add the new range beside it",
     ),
     Rule(
+        "scale-set-zones",
+        "VirtualMachineScaleSet",
+        "a scale set placed in zones (zones are only ever added)",
+        "zones can be added to a scale set, never removed or replaced, and a zonal scale set "
+        'cannot become regional ("You can\'t remove or replace zones, only add zones")',
+        "https://learn.microsoft.com/azure/virtual-machine-scale-sets/"
+        "virtual-machine-scale-sets-use-availability-zones",
+        "keep the zones it has (adding more is fine); to leave a zone, deploy a scale set "
+        "under a new name in the zones you want and remove this one",
+    ),
+    Rule(
+        "vm-zone",
+        "VirtualMachine",
+        "fixed when the VM is created",
+        "PropertyChangeNotAllowed: Changing property 'zones' is not allowed",
+        "https://github.com/Azure/azure-powershell/issues/4704",
+        "recreate the VM (replace_on_changes on zones)",
+    ),
+    Rule(
+        "vm-custom-data",
+        "VirtualMachine",
+        "fixed when the VM is created",
+        'OSProfile.customData "cannot be updated after the VM is created"',
+        "https://learn.microsoft.com/azure/virtual-machines/custom-data",
+        "recreate the VM (replace_on_changes on osProfile.customData)",
+    ),
+    Rule(
         "same-name-replacement",
         "any Azure resource",
         "the replacement has the same ARM id and is created before the old one is deleted",
@@ -228,7 +261,7 @@ class Finding:
                 f"REFUSED: {self.resource}: {self.change} ({state}); Azure answers "
                 f"{rule.azure} [{rule.source}]; instead: {rule.instead}"
             )
-        return f"DANGEROUS: {self.resource}: {self.change}" + (
+        return f"{self.level}: {self.resource}: {self.change}" + (
             f"; {self.note}" if self.note else ""
         )
 
@@ -419,6 +452,10 @@ def _immutables(d: Diff) -> Iterator[Finding]:
                 "update of storageProfile.imageReference",
                 "vm-image-reference",
             )
+        if action.type == VM_T and _touches(action, "zones"):
+            yield Finding(REFUSED, action.name, "update of zones", "vm-zone")
+        if action.type == VM_T and _touches(action, "osProfile.customData"):
+            yield Finding(REFUSED, action.name, "update of osProfile.customData", "vm-custom-data")
 
 
 def _os_of(res: Registered) -> str:
@@ -600,6 +637,75 @@ def _published(d: Diff) -> Iterator[Finding]:
             )
 
 
+def _zones(res: Registered) -> list[str]:
+    return [str(z) for z in res.inputs.get("zones") or []]
+
+
+def _consumers(d: Diff) -> Iterator[Finding]:
+    """Zones and custom data of scale sets and VM groups: what Azure refuses, and how a
+    change it accepts reaches the machines that run."""
+    custom_data = "virtualMachineProfile.osProfile.customData"
+    for action in d.actions:
+        if action.type == SCALE_SET_T and action.op == UPDATE:
+            old, new = d.before[action.urn], d.after[action.urn]
+            before, after = _zones(old), _zones(new)
+            gone = [z for z in before if z not in after]
+            if gone:
+                change = f"zones {', '.join(before)} -> {', '.join(after) or 'none (regional)'}"
+                yield Finding(REFUSED, action.name, change, "scale-set-zones")
+            elif len(after) > len(before):
+                added = [z for z in after if z not in before]
+                yield Finding(
+                    ROLLOUT,
+                    action.name,
+                    f"zone {', '.join(added)} added",
+                    note="running instances stay where they are and new ones go to every "
+                    "zone: scale out, then in, to spread them (Azure removes the old "
+                    "instances first) [https://learn.microsoft.com/azure/"
+                    "virtual-machine-scale-sets/virtual-machine-scale-sets-use-availability-zones]",
+                )
+            if _touches(action, custom_data):
+                yield Finding(
+                    ROLLOUT,
+                    action.name,
+                    "user data (custom data) changed",
+                    note=_scale_set_rollout(new),
+                )
+        if (
+            action.type == VM_T
+            and action.op == REPLACE
+            and any(
+                "replace_on_changes" in r and ("osProfile.customData" in r or "zones" in r)
+                for r in action.reasons
+            )
+        ):
+            yield Finding(
+                ROLLOUT,
+                action.name,
+                "rebuilt for its user data or zone",
+                note="Azure sets both only when a VM is created: the VM is deleted and created "
+                "anew under its name, with a new OS disk "
+                "[https://learn.microsoft.com/azure/virtual-machines/custom-data]",
+            )
+
+
+def _scale_set_rollout(res: Registered) -> str:
+    """How new custom data reaches a scale set's instances (custom data FAQ: "Existing
+    instances in the scale set that are upgraded won't get the updated custom data")."""
+    policy = res.inputs.get("upgradePolicy") or {}
+    automatic = (policy.get("automaticOSUpgradePolicy") or {}).get("enableAutomaticOSUpgrade")
+    how = (
+        "or the next automatic OS image upgrade, which reimages them batch by batch"
+        if automatic
+        else f"its {policy.get('mode', 'Manual')} upgrade policy does not apply it"
+    )
+    return (
+        "new instances get it at once; running instances keep theirs until they are "
+        f"reimaged (az vmss reimage, a batch at a time; {how}) "
+        "[https://learn.microsoft.com/azure/virtual-machines/custom-data]"
+    )
+
+
 CHECKS: tuple[Check, ...] = (
     _builders,
     _versions,
@@ -608,10 +714,11 @@ CHECKS: tuple[Check, ...] = (
     _subnets,
     _same_name,
     _published,
+    _consumers,
 )
 
 
 def check(d: Diff) -> list[Finding]:
-    """Every finding, REFUSED first, each group in resource-name order."""
+    """Every finding, REFUSED first, then DANGEROUS, then ROLLOUT, each in resource order."""
     found = [f for c in CHECKS for f in c(d)]
-    return sorted(found, key=lambda f: (f.level != REFUSED, f.resource, f.change))
+    return sorted(found, key=lambda f: (LEVELS.index(f.level), f.resource, f.change))
