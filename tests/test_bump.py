@@ -67,7 +67,9 @@ def test_bump_keeps_the_replication_mode(tmp_path: Path) -> None:
 def test_unknown_image_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(bump.BumpError) as err:
         bump.bump_file(_copy("prod", tmp_path), ["nginx"])
-    assert str(err.value) == "imagefactory:images: no image 'nginx'; allowed: webserver, iis"
+    assert str(err.value) == (
+        "imagefactory:images: no image 'nginx'; allowed: webserver, iis, hardened, webapp"
+    )
 
 
 def test_cli_writes_the_stack_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

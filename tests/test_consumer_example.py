@@ -117,7 +117,7 @@ def test_missing_outputs_name_the_stack_key() -> None:
 def test_unknown_image_lists_the_images() -> None:
     assert _refused(factory_outputs(), image="nginx") == (
         "imagefactory-consumer:image: stack 'organization/imagefactory/prod' has no image "
-        "'nginx'; allowed: iis, webserver"
+        "'nginx'; allowed: hardened, iis, webapp, webserver"
     )
 
 

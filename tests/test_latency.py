@@ -107,9 +107,11 @@ def test_dev_is_a_fraction_of_prod(timings) -> None:
 def test_prod_critical_path_is_the_windows_build_and_its_replication(timings) -> None:
     path = [row["name"] for row in timings["prod"]["criticalPath"]]
     assert "build-iis-1.0.0-builder-vm" in path
-    assert path[-2] == "version-iis-1.0.0-version"
-    assert path[-1] in {"vmgroup-iis-us-000", "vmgroup-iis-us-001"}
-    assert set(timings["prod"]["images"]) == {"iis", "webserver"}
+    # The VM group's VM, then its first-boot script (the Custom Script Extension).
+    assert path[-3] == "version-iis-1.0.0-version"
+    assert path[-2] in {"vmgroup-iis-us-000", "vmgroup-iis-us-001"}
+    assert path[-1] == f"{path[-2]}-firstboot"
+    assert set(timings["prod"]["images"]) == {"iis", "webserver", "hardened", "webapp"}
     # The retired 1.0.0 webserver version was published earlier and costs nothing.
     assert "version-webserver-1.0.0-version" not in path
 

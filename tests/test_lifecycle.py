@@ -130,7 +130,7 @@ def test_a_rebuild_replaces_the_builder_never_a_published_version(change: Any) -
 def test_unrelated_config_leaves_the_builder_fingerprint_alone() -> None:
     before = engine.run("prod")
     config = prod_config()
-    config["imagefactory:scaleSets"][0]["capacity"] = 5
+    config["imagefactory:scaleSets"][1]["capacity"] = 5
     after = engine.run("prod", config=config)
     assert (
         before.named("build-webserver-1.1.0-builder-vm").replacement_trigger
@@ -313,6 +313,8 @@ def test_consumers_on_latest_reach_new_versions_by_azures_own_mechanism() -> Non
     assert vm.replace_on_changes == [
         "storageProfile.imageReference",
         "osProfile.adminUsername",
+        "osProfile.customData",
+        "zones",
     ]
     # A pinned scale set has no automatic OS upgrade policy.
     pinned = run.named("scaleset-web-eu-vmss")

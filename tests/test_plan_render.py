@@ -20,14 +20,15 @@ def test_dev_tree() -> None:
         "        ├── steps: 01-10-base -> 02-20-webserver -> 03-90-manifest -> 04-audit -> "
         "05-generalize -> deallocate+generalize -> managed image imgf-dev-webserver-0.1.0",
         "        ├── replication (Shallow): eastus x1 Standard_LRS",
-        "        └── consumer: scale set web-dev (eastus, latest by automatic OS image upgrade)",
+        "        └── consumer: scale set web-dev (eastus, latest by automatic OS image upgrade); "
+        "user data by cloud-init: #cloud-config, 852 bytes",
     ]
 
 
 def test_prod_tree_marks_retired_protected_eol_and_trusted_launch() -> None:
     lines = plan.render_text(plan.build_plan(engine.run("prod"))).splitlines()
     assert lines[:2] == [
-        "stack prod: 48 resources",
+        "stack prod: 73 resources",
         "gallery imgf_prod_gallery (imgf-prod-images-rg, eastus), shared with 2 principal(s)",
     ]
     assert "│   └── version 1.0.0  [latest, protected, EOL 2027-12-31]" in lines
@@ -47,8 +48,12 @@ def test_prod_markdown_table() -> None:
     assert rows == [
         "| image | version | build | regions | consumers |",
         "| --- | --- | --- | --- | --- |",
+        "| hardened | 1.0.0 (latest) | `imgf-prod-bld-hardened-1-0-0` | eastus x1 Standard_ZRS "
+        "| — |",
         "| iis | 1.0.0 (latest) | `bldf800c02ae6` | eastus x2 Standard_ZRS<br>"
         "westeurope x1 Standard_LRS | iis-us-000 (eastus)<br>iis-us-001 (eastus) |",
+        "| webapp | 1.0.0 (latest) | `imgf-prod-bld-webapp-1-0-0` | eastus x1 Standard_ZRS<br>"
+        "westeurope x1 Standard_ZRS | — |",
         "| webserver | 1.0.0 | retired | eastus x2 Standard_ZRS<br>westeurope x1 Standard_ZRS "
         "| web-eu (westeurope) |",
         "| webserver | 1.1.0 (latest) | `imgf-prod-bld-webserver-1-1-0` | eastus x2 "

@@ -181,9 +181,16 @@ def test_renaming_the_gallery_replaces_it() -> None:
 
     assert _diff(rename) == [
         "gallery name imgf_prod_gallery -> imgf_prod_gallery2",
-        "version iis 1.0.0: created anew in the moved gallery (the old one is deleted)",
-        "version webserver 1.0.0: created anew in the moved gallery (the old one is deleted)",
-        "version webserver 1.1.0: created anew in the moved gallery (the old one is deleted)",
+        *(
+            f"version {v}: created anew in the moved gallery (the old one is deleted)"
+            for v in (
+                "hardened 1.0.0",
+                "iis 1.0.0",
+                "webapp 1.0.0",
+                "webserver 1.0.0",
+                "webserver 1.1.0",
+            )
+        ),
     ]
 
 
@@ -292,9 +299,9 @@ def test_growing_a_vm_group_adds_a_vm() -> None:
 
 def test_changing_scale_set_capacity() -> None:
     def grow(c: Config) -> None:
-        next(s for s in c["imagefactory:scaleSets"] if s["name"] == "web-us")["capacity"] = 5
+        next(s for s in c["imagefactory:scaleSets"] if s["name"] == "web-eu")["capacity"] = 5
 
-    assert _diff(grow) == ["scale set web-us capacity 3 -> 5"]
+    assert _diff(grow) == ["scale set web-eu capacity 2 -> 5"]
 
 
 def test_moving_a_scale_set_to_another_region() -> None:

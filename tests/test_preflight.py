@@ -22,13 +22,17 @@ CASES: list[tuple[str, list[tuple[str, Any]], list[str]]] = [
         "dv3 v2",
         [("builder.vmSize", "Standard_D2_v3")],
         [
-            "imagefactory:builder.vmSize: 'Standard_D2_v3' cannot boot the builder of image "
-            "'webserver' (generation V2); it boots V1 only (HyperVGenerations); allowed: a size "
-            "whose HyperVGenerations include V2, such as 'Standard_D2s_v5'",
-            "imagefactory:builder.osDiskType: 'Premium_LRS' needs a VM size with premium "
-            "storage, and the builder of image 'webserver' is 'Standard_D2_v3', which has none "
-            "(PremiumIO False); use 'StandardSSD_LRS' or a premium-capable size such as "
-            "'Standard_D2s_v3'",
+            line
+            for image in ("webserver", "hardened", "webapp")
+            for line in (
+                "imagefactory:builder.vmSize: 'Standard_D2_v3' cannot boot the builder of image "
+                f"{image!r} (generation V2); it boots V1 only (HyperVGenerations); allowed: a "
+                "size whose HyperVGenerations include V2, such as 'Standard_D2s_v5'",
+                "imagefactory:builder.osDiskType: 'Premium_LRS' needs a VM size with premium "
+                f"storage, and the builder of image {image!r} is 'Standard_D2_v3', which has "
+                "none (PremiumIO False); use 'StandardSSD_LRS' or a premium-capable size such as "
+                "'Standard_D2s_v3'",
+            )
         ],
     ),
     (
@@ -71,9 +75,10 @@ CASES: list[tuple[str, list[tuple[str, Any]], list[str]]] = [
         [("builder.vmSize", "Standard_D2_v5")],
         [
             "imagefactory:builder.osDiskType: 'Premium_LRS' needs a VM size with premium "
-            "storage, and the builder of image 'webserver' is 'Standard_D2_v5', which has none "
+            f"storage, and the builder of image {image!r} is 'Standard_D2_v5', which has none "
             "(PremiumIO False); use 'StandardSSD_LRS' or a premium-capable size such as "
             "'Standard_D2s_v5'"
+            for image in ("webserver", "hardened", "webapp")
         ],
     ),
     (
@@ -405,7 +410,7 @@ CASES: list[tuple[str, list[tuple[str, Any]], list[str]]] = [
         [("network", {"consumerSubnet": "10.60.1.0/29"})],
         [
             "imagefactory:network.consumerSubnet: '10.60.1.0/29' has 3 usable addresses (Azure "
-            "reserves 5), but the scale set instances and VMs in 'eastus' need 5; use a larger "
+            "reserves 5), but the scale set instances and VMs in 'eastus' need 14; use a larger "
             "subnet"
         ],
     ),
@@ -504,7 +509,13 @@ GOOD: list[tuple[str, list[tuple[str, Any]]]] = [
         "45 tags, names of 512, values of 256",
         [("tags", {**{f"t{n}": "v" for n in range(43)}, "n" * 512: "v", "team": "v" * 256})],
     ),
-    ("a /29 builder subnet for 2 builders", [("network", {"builderSubnet": "10.42.1.0/29"})]),
+    (
+        "a /29 builder subnet for 3 builders",
+        [
+            ("network", {"builderSubnet": "10.42.1.0/29"}),
+            ("images.2.versions.0.builder", "retired"),
+        ],
+    ),
     ("Windows OS disk of exactly 127 GiB", [("builder.osDiskSizeGb", 127)]),
     ("premium OS disk on a premium size", [("builder.osDiskType", "Premium_ZRS")]),
     (

@@ -336,13 +336,13 @@ def test_assets_builds_and_consumers_live_in_separate_groups(prod: Run) -> None:
 
 def test_published_versions_pin_their_source(prod: Run, dev: Run) -> None:
     versions = prod.of_type(VERSION) + dev.of_type(VERSION)
-    assert len(versions) == 4
+    assert len(versions) == 6
     for version in versions:
         assert version.ignore_changes == ["storageProfile.source"], version.name
 
 
 def test_gallery_definitions_and_versions_are_protected_in_prod_only(prod: Run, dev: Run) -> None:
-    counts = {GALLERY: (1, 1), DEFINITION: (2, 1), VERSION: (3, 1)}
+    counts = {GALLERY: (1, 1), DEFINITION: (4, 1), VERSION: (5, 1)}
     for token, (in_prod, in_dev) in counts.items():
         assert len(prod.of_type(token)) == in_prod and len(dev.of_type(token)) == in_dev, token
         assert all(r.protect for r in prod.of_type(token)), token
@@ -438,7 +438,9 @@ def test_retired_builder_has_no_build_resources_but_keeps_its_version(prod: Run)
         assert tagged(prod, token, "webserver", "1.0.0") == [], token
     captures = [r.name for r in prod.of_type(COMMAND)]
     assert sorted(captures) == [
+        "build-hardened-1.0.0-generalize-capture",
         "build-iis-1.0.0-generalize-capture",
+        "build-webapp-1.0.0-generalize-capture",
         "build-webserver-1.1.0-generalize-capture",
     ]
     assert not [r for r in prod.resources if r.name.startswith("build-webserver-1.0.0")]
@@ -456,7 +458,16 @@ def test_outputs_contract(prod: Run) -> None:
     assert prod.outputs[contract.GALLERY_RESOURCE_GROUP] == "imgf-prod-images-rg"
     assert prod.outputs[contract.GALLERY_ID] == prod.named("gallery-gallery").id
     web = prod.outputs[contract.IMAGES]["webserver"]
-    assert set(web) == {"definitionId", "os", "generation", "latestVersion", "versions"}
+    assert set(web) == {
+        "definitionId",
+        "os",
+        "generation",
+        "securityType",
+        "latestVersion",
+        "versions",
+    }
+    assert web["securityType"] == "TrustedLaunchSupported"
+    assert prod.outputs[contract.IMAGES]["iis"]["securityType"] == "TrustedLaunch"
     assert web["latestVersion"] == "1.1.0"
     assert web["definitionId"] == prod.named("gallery-webserver").id
     assert web["versions"]["1.1.0"] == {
@@ -472,7 +483,7 @@ def test_outputs_contract(prod: Run) -> None:
 
 def test_pulumi_owns_every_nic_so_a_rebuilt_vm_never_points_at_a_deleted_one(prod: Run) -> None:
     vms = prod.of_type(VM)
-    assert len(vms) == 4
+    assert len(vms) == 6
     for vm in vms:
         (ref,) = vm.inputs["networkProfile"]["networkInterfaces"]
         assert ref["deleteOption"] == "Detach", vm.name
@@ -485,6 +496,8 @@ def test_a_vm_group_moving_to_another_version_is_rebuilt_under_the_same_names(pr
         assert vm.replace_on_changes == [
             "storageProfile.imageReference",
             "osProfile.adminUsername",
+            "osProfile.customData",
+            "zones",
         ]
         assert vm.delete_before_replace is True
 

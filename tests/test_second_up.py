@@ -78,8 +78,11 @@ def test_a_new_tag_reaches_everything_but_the_builders() -> None:
             "consumers-westeurope-vnet",
             "scaleset-web-eu-vmss",
             "scaleset-web-us-vmss",
+            "scaleset-web-us-autoscale",
             "vmgroup-iis-us-000",
             "vmgroup-iis-us-001",
+            "vmgroup-iis-us-000-firstboot",
+            "vmgroup-iis-us-001-firstboot",
             "vmgroup-iis-us-000-nic",
             "vmgroup-iis-us-001-nic",
             "groups-build",
@@ -87,9 +90,13 @@ def test_a_new_tag_reaches_everything_but_the_builders() -> None:
             "groups-consumers-westeurope",
             "groups-images",
             "gallery-gallery",
+            "gallery-hardened",
             "gallery-iis",
+            "gallery-webapp",
             "gallery-webserver",
+            "version-hardened-1.0.0-version",
             "version-iis-1.0.0-version",
+            "version-webapp-1.0.0-version",
             "version-webserver-1.0.0-version",
             "version-webserver-1.1.0-version",
         ]
@@ -133,6 +140,15 @@ def _rebuilt(image_: str, number: str, steps: list[str], *, managed_image: bool)
 
 WEB_STEPS = ["10-base", "20-webserver", "90-manifest", "audit"]
 IIS_STEPS = ["10-iis", "90-manifest", "audit"]
+HARDENED_STEPS = ["10-base", "90-manifest", "audit"]
+WEBAPP_STEPS = ["20-webserver", "90-manifest", "audit"]
+
+
+def _chain_rebuilt() -> list[str]:
+    """The hardened base and the application image built on it: both active in prod."""
+    return _rebuilt("hardened", "1.0.0", HARDENED_STEPS, managed_image=True) + _rebuilt(
+        "webapp", "1.0.0", WEBAPP_STEPS, managed_image=True
+    )
 
 
 def _by_name(lines: list[str]) -> list[str]:
@@ -148,6 +164,7 @@ def test_a_longer_run_command_timeout_rebuilds_the_active_builders() -> None:
     assert _by_name(actions) == _by_name(
         _rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False)
         + _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True)
+        + _chain_rebuilt()
     )
     assert findings == []
 
@@ -157,8 +174,8 @@ def test_capture_limits_update_only_the_local_capture_command() -> None:
         "prod", lambda c: c["imagefactory:capture"].update(stopTimeoutSeconds=3600)
     )
     assert actions == [
-        "update build-iis-1.0.0-generalize-capture: environment.CAPTURE_STOP_TIMEOUT_SECONDS",
-        "update build-webserver-1.1.0-generalize-capture: environment.CAPTURE_STOP_TIMEOUT_SECONDS",
+        f"update build-{build}-generalize-capture: environment.CAPTURE_STOP_TIMEOUT_SECONDS"
+        for build in ("hardened-1.0.0", "iis-1.0.0", "webapp-1.0.0", "webserver-1.1.0")
     ]
     assert findings == []
 
@@ -179,8 +196,8 @@ def test_a_new_base_image_rebuilds_that_builder_and_leaves_the_version() -> None
     assert findings == []
 
 
-def _retired_web_build(number: str) -> list[str]:
-    build = f"build-webserver-{number}"
+def _retired_web_build(number: str, image_: str = "webserver", steps: Any = None) -> list[str]:
+    build = f"build-{image_}-{number}"
     vm = f"{build}-builder-vm"
     return [
         f"delete {vm}",
@@ -189,7 +206,7 @@ def _retired_web_build(number: str) -> list[str]:
         f"delete-skipped {build}-generalize-generalize (deleted with {vm})",
         f"delete-skipped {build}-generalize-capture (deleted with {vm})",
         f"delete {build}-capture-image",
-        *(f"delete-skipped {build}-provision-{s} (deleted with {vm})" for s in WEB_STEPS),
+        *(f"delete-skipped {build}-provision-{s} (deleted with {vm})" for s in steps or WEB_STEPS),
     ]
 
 
@@ -245,6 +262,8 @@ def test_retiring_every_builder_removes_the_build_network_and_group() -> None:
     assert _by_name(actions) == _by_name(
         [
             *_retired_web_build("1.1.0"),
+            *_retired_web_build("1.0.0", "hardened", HARDENED_STEPS),
+            *_retired_web_build("1.0.0", "webapp", WEBAPP_STEPS),
             f"delete {iis_vm}",
             "delete build-iis-1.0.0-builder-nic",
             "delete build-iis-1.0.0-builder-password",
@@ -317,8 +336,8 @@ def test_a_scale_set_moves_from_a_pinned_version_to_latest() -> None:
 
 
 def test_scale_set_capacity() -> None:
-    actions, findings = outcome("prod", lambda c: c["imagefactory:scaleSets"][0].update(capacity=5))
-    assert actions == ["update scaleset-web-us-vmss: sku.capacity"]
+    actions, findings = outcome("prod", lambda c: c["imagefactory:scaleSets"][1].update(capacity=5))
+    assert actions == ["update scaleset-web-eu-vmss: sku.capacity"]
     assert findings == []
 
 
@@ -368,6 +387,9 @@ def test_a_vm_group_on_latest_is_rebuilt_when_a_new_version_is_published() -> No
             "create version-iis-1.1.0-version",
             "replace vmgroup-iis-us-000 (replace_on_changes storageProfile.imageReference)",
             "replace vmgroup-iis-us-001 (replace_on_changes storageProfile.imageReference)",
+            # Their first-boot scripts run again on the new VMs.
+            "replace vmgroup-iis-us-000-firstboot (replace_with vmgroup-iis-us-000)",
+            "replace vmgroup-iis-us-001-firstboot (replace_with vmgroup-iis-us-001)",
         ]
     )
     assert findings == []
@@ -473,7 +495,8 @@ def test_the_builder_subnet_cannot_change_under_its_builders() -> None:
             "build-network-subnet",
             "addressPrefix 10.42.1.0/24 -> 10.42.2.0/24",
             "subnet-in-use",
-            note="build-iis-1.0.0-builder-nic, build-webserver-1.1.0-builder-nic",
+            note="build-hardened-1.0.0-builder-nic, build-iis-1.0.0-builder-nic, "
+            "build-webapp-1.0.0-builder-nic, build-webserver-1.1.0-builder-nic",
         ).line()
     ]
 
@@ -514,7 +537,12 @@ def test_without_the_tag_freeze_a_tag_edit_would_be_refused() -> None:
     d = changes.diff(_base("prod"), unfrozen)
     assert [f.line() for f in refusals.check(d)] == [
         refused(vm, "update of tags.team", "generalized-vm-update")
-        for vm in ("build-iis-1.0.0-builder-vm", "build-webserver-1.1.0-builder-vm")
+        for vm in (
+            "build-hardened-1.0.0-builder-vm",
+            "build-iis-1.0.0-builder-vm",
+            "build-webapp-1.0.0-builder-vm",
+            "build-webserver-1.1.0-builder-vm",
+        )
     ]
 
 
@@ -574,9 +602,13 @@ def test_destroying_a_retain_on_delete_stack_keeps_the_group_that_holds_the_gall
         for name in [
             "groups-images",
             "gallery-gallery",
+            "gallery-hardened",
             "gallery-iis",
+            "gallery-webapp",
             "gallery-webserver",
+            "version-hardened-1.0.0-version",
             "version-iis-1.0.0-version",
+            "version-webapp-1.0.0-version",
             "version-webserver-1.0.0-version",
             "version-webserver-1.1.0-version",
         ]
@@ -593,9 +625,11 @@ def test_a_group_deleted_under_a_retained_gallery_is_dangerous() -> None:
     d = changes.diff(before, [])
     assert [f.line() for f in refusals.check(d) if "groups-images" in f.line()] == [
         "DANGEROUS: groups-images: resource group imgf-prod-images-rg would be deleted; Azure "
-        "deletes what it holds, including gallery-gallery, gallery-iis, gallery-webserver, "
-        "version-iis-1.0.0-version, version-webserver-1.0.0-version, "
-        "version-webserver-1.1.0-version, which Pulumi keeps (protect/retainOnDelete)"
+        "deletes what it holds, including gallery-gallery, gallery-hardened, gallery-iis, "
+        "gallery-webapp, gallery-webserver, version-hardened-1.0.0-version, "
+        "version-iis-1.0.0-version, version-webapp-1.0.0-version, "
+        "version-webserver-1.0.0-version, version-webserver-1.1.0-version, which Pulumi keeps "
+        "(protect/retainOnDelete)"
     ]
 
 
@@ -607,13 +641,20 @@ def test_destroying_a_protected_stack_stops_at_the_published_images() -> None:
     )
     assert [f.line() for f in refusals.check(d)] == [
         f"DANGEROUS: gallery-gallery: published gallery would be deleted; {stops}",
-        f"DANGEROUS: gallery-iis: published image definition would be deleted; {stops}",
-        f"DANGEROUS: gallery-webserver: published image definition would be deleted; {stops}",
-        f"DANGEROUS: version-iis-1.0.0-version: published image version would be deleted; {stops}",
-        f"DANGEROUS: version-webserver-1.0.0-version: published image version would be "
-        f"deleted; {stops}",
-        f"DANGEROUS: version-webserver-1.1.0-version: published image version would be "
-        f"deleted; {stops}",
+        *(
+            f"DANGEROUS: gallery-{name}: published image definition would be deleted; {stops}"
+            for name in ("hardened", "iis", "webapp", "webserver")
+        ),
+        *(
+            f"DANGEROUS: version-{key}-version: published image version would be deleted; {stops}"
+            for key in (
+                "hardened-1.0.0",
+                "iis-1.0.0",
+                "webapp-1.0.0",
+                "webserver-1.0.0",
+                "webserver-1.1.0",
+            )
+        ),
     ]
 
 
@@ -668,6 +709,7 @@ def test_a_new_admin_name_rebuilds_builders_and_vm_groups_and_is_refused_for_sca
     assert _by_name(actions) == _by_name(
         _rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False)
         + _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True)
+        + _chain_rebuilt()
         + [
             f"update scaleset-web-{where}-vmss: virtualMachineProfile.osProfile.adminUsername, "
             "virtualMachineProfile.osProfile.linuxConfiguration"
@@ -675,6 +717,10 @@ def test_a_new_admin_name_rebuilds_builders_and_vm_groups_and_is_refused_for_sca
         ]
         + [
             f"replace vmgroup-iis-us-00{n} (replace_on_changes osProfile.adminUsername)"
+            for n in (0, 1)
+        ]
+        + [
+            f"replace vmgroup-iis-us-00{n}-firstboot (replace_with vmgroup-iis-us-00{n})"
             for n in (0, 1)
         ]
     )
@@ -798,9 +844,13 @@ def test_changing_protection_changes_only_pulumis_state() -> None:
         for name in (
             "groups-images",
             "gallery-gallery",
+            "gallery-hardened",
             "gallery-iis",
+            "gallery-webapp",
             "gallery-webserver",
+            "version-hardened-1.0.0-version",
             "version-iis-1.0.0-version",
+            "version-webapp-1.0.0-version",
             "version-webserver-1.0.0-version",
             "version-webserver-1.1.0-version",
         )

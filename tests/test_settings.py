@@ -32,7 +32,7 @@ GALLERY_RULE = (
 PRIVATE = "use 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
 TOP_KEYS = (
     "location, namePrefix, protection, tags, network, builder, capture, "
-    "replicationTimeoutMinutes, gallery, images, scaleSets, vmGroups"
+    "replicationTimeoutMinutes, gallery, images, scaleSets, vmGroups, userDataSecrets"
 )
 
 
@@ -60,7 +60,7 @@ def put(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 def test_prod_loads_with_its_values_and_defaults(prod_raw: dict[str, Any]) -> None:
     s = load(prod_raw)
-    web, iis = s.images
+    web, iis, _hardened, _webapp = s.images
     assert (s.location, s.name_prefix, s.protection) == ("eastus", "imgf-prod", "protect")
     assert s.tags == {"environment": "prod", "owner": "platform-team", "cost-center": "4711"}
     assert [v.version for v in web.versions] == ["1.0.0", "1.1.0"]
@@ -335,7 +335,7 @@ CASES: list[tuple[str, str, Any, str]] = [
         "scaleSets.0.image",
         "webservr",
         "imagefactory:scaleSets[0].image: 'webservr' is not an image of this stack; "
-        "known images: iis, webserver",
+        "known images: hardened, iis, webapp, webserver",
     ),
     (
         "scale set pointing at an unknown version",
@@ -782,7 +782,7 @@ def test_principal_ids_are_compared_in_lower_case_and_values_trimmed(
 def test_builder_defaults_fill_what_an_image_leaves_out(prod_raw: dict[str, Any]) -> None:
     put(prod_raw, "builder.osDiskSizeGb", 128)
     settings = load(prod_raw)
-    web, iis = settings.images
+    web, iis, _hardened, _webapp = settings.images
     assert settings.builder_for(web).vm_size == "Standard_D2s_v5"
     assert settings.builder_for(iis).vm_size == "Standard_D4s_v5"
     assert settings.builder_for(iis).os_disk_size_gb == 128

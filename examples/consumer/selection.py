@@ -18,6 +18,13 @@ IMAGE_KEY = "image"
 VERSION_KEY = "version"
 REGION_KEY = "region"
 LATEST = "latest"
+# Definitions Azure creates Trusted Launch VMs from ("Trusted Launch VM images",
+# https://learn.microsoft.com/azure/virtual-machines/trusted-launch-portal).
+TRUSTED_LAUNCH = (
+    "TrustedLaunch",
+    "TrustedLaunchSupported",
+    "TrustedLaunchAndConfidentialVmSupported",
+)
 
 
 class SelectionError(Exception):
@@ -39,7 +46,16 @@ class Selection:
     """ARM id of the gallery image version, for `imageReference.id`."""
     os: str
     generation: str
+    security_type: str
+    """The definition's SecurityType: which VMs Azure creates from the image."""
     region: str
+
+    @property
+    def trusted_launch(self) -> bool:
+        """Whether the instances must (TrustedLaunch) or may run with Trusted Launch; the
+        example uses it whenever the definition allows it. Confidential-VM-only and Standard
+        definitions get a standard VM."""
+        return self.generation == "V2" and self.security_type in TRUSTED_LAUNCH
 
 
 def _version_order(number: str) -> tuple[int, ...]:
@@ -73,6 +89,13 @@ def select(
         )
         raise SelectionError(VERSION_KEY, problem, allowed + sorted(versions, key=_version_order))
     published = versions[number]
+    if contract.SECURITY_TYPE not in found:
+        raise SelectionError(
+            STACK_KEY,
+            f"stack {stack!r} does not export images.{image}.{contract.SECURITY_TYPE}, so the "
+            "VM security type its image needs is unknown (run pulumi up in the factory stack)",
+            [f"an imagefactory stack whose images export {contract.SECURITY_TYPE}"],
+        )
     regions = list(published[contract.REGIONS])
     if region not in regions:
         label = f"{number} (latest)" if version == LATEST else number
@@ -85,5 +108,6 @@ def select(
         image_id=published[contract.VERSION_ID],
         os=found[contract.OS],
         generation=found[contract.GENERATION],
+        security_type=found[contract.SECURITY_TYPE],
         region=region,
     )
