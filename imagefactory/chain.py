@@ -201,6 +201,9 @@ def problems(
             f"known images: {', '.join(sorted(by_name))}"
         ]
     cycle = _cycle(image, by_name)
+    first = min(cycle, key=list(by_name).index) if cycle else None
+    if cycle and first != image.name:
+        return []  # reported once, at the cycle's first image in config order
     if cycle:
         return [
             f"{config_key((*at, 'image'))}: images {' -> '.join(cycle)} are built on each "

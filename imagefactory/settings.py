@@ -1302,7 +1302,8 @@ def _secret_rules(raw: Mapping[str, Any], secret_keys: frozenset[str]) -> list[s
     given = raw.get(SECRETS_KEY)
     if isinstance(given, dict) and SECRETS_KEY not in secret_keys:
         for name, value in given.items():
-            if not _is_ciphertext(value):
+            # Text sitting in the file; anything else is refused as not text (_secret_text).
+            if isinstance(value, str | int | float | bool):
                 problems.append(
                     f"{_key((SECRETS_KEY,))}.{name}: is not a Pulumi secret, so its value "
                     "sits in clear in the stack file (not shown here); set it with: pulumi "
@@ -1473,6 +1474,8 @@ def check(
             _describe(e)
             for e in errors
             if not (e["type"] == "too_short" and _encloses(tuple(e["loc"]), errors))
+            # A `{secure: ...}` where the program takes plain values: _secret_rules says so.
+            and not _is_ciphertext(e.get("input"))
         )
     found = _rules(raw, parsed, facts or azure_facts.snapshot())
     problems.extend(found.problems)

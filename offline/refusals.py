@@ -202,7 +202,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "scale-set-zones",
         "VirtualMachineScaleSet",
-        "a scale set placed in zones (zones are only ever added)",
+        "a scale set placed in zones, which are only ever added",
         "zones can be added to a scale set, never removed or replaced, and a zonal scale set "
         'cannot become regional ("You can\'t remove or replace zones, only add zones")',
         "https://learn.microsoft.com/azure/virtual-machine-scale-sets/"
@@ -658,7 +658,7 @@ def _consumers(d: Diff) -> Iterator[Finding]:
                 yield Finding(
                     ROLLOUT,
                     action.name,
-                    f"zone {', '.join(added)} added",
+                    f"zone{'s' if len(added) > 1 else ''} {', '.join(added)} added",
                     note="running instances stay where they are and new ones go to every "
                     "zone: scale out, then in, to spread them (Azure removes the old "
                     "instances first) [https://learn.microsoft.com/azure/"
@@ -670,6 +670,15 @@ def _consumers(d: Diff) -> Iterator[Finding]:
                     action.name,
                     "user data (custom data) changed",
                     note=_scale_set_rollout(new),
+                )
+            if _touches(action, "sku.capacity") and "sku.capacity" in old.ignore_changes:
+                count = (new.inputs.get("sku") or {}).get("capacity")
+                yield Finding(
+                    ROLLOUT,
+                    action.name,
+                    "autoscale removed",
+                    note=f"the scale set is set to {count:g} instances, whatever count "
+                    "autoscale left it at; Azure adds or deletes instances to match",
                 )
         if (
             action.type == VM_T
