@@ -38,6 +38,8 @@ SOURCES: dict[str, str] = {
     "disk-size": _LEARN + "virtual-machines/linux/expand-disks",
     # plan images: plan on the VM, purchasePlan on the definition, terms accepted
     "plan": _LEARN + "virtual-machines/marketplace-images",
+    # the size is offered in the consumer's zones (Resource SKUs locationInfo, Zone restrictions)
+    "zones": _LEARN + "azure-resource-manager/troubleshooting/error-sku-not-available",
 }
 PREMIUM_DISKS = ("Premium_LRS", "Premium_ZRS")
 TRUSTED_LAUNCH_DEFINITIONS = (
@@ -377,3 +379,11 @@ def _consumer_size(
         what=what,
     ):
         found.problem(line)
+    missing = [z for z in consumer.zones if size.zones is not None and z not in size.zones]
+    if size.offered and missing:
+        zones = ", ".join(size.zones or ()) or "none"
+        found.problem(
+            f"{config_key((kind, n, 'zones'))}: {name!r} cannot be placed in zone "
+            f"{', '.join(missing)} of {consumer.region!r} by this subscription (Resource SKUs: "
+            f"zones {zones}); allowed: zones {zones}, or another size"
+        )

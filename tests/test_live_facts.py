@@ -233,7 +233,11 @@ def test_sizes_come_from_resource_skus_once_per_region(stub: Stub) -> None:
     facts = stub.facts()
     d2s = facts.size("standard_d2s_v5", "eastus")
     assert d2s == azure_facts.SizeFacts(
-        name="Standard_D2s_v5", generations=("V1", "V2"), architecture="x64", premium_io=True
+        name="Standard_D2s_v5",
+        generations=("V1", "V2"),
+        architecture="x64",
+        premium_io=True,
+        zones=("1", "2", "3"),
     )
     assert facts.size("Standard_D2_v3", "eastus").generations == ("V1",)  # type: ignore[union-attr]
     restricted = facts.size("Standard_D8s_v5", "eastus")

@@ -57,6 +57,9 @@ class SizeFacts:
     """False when Azure lists no such size in the region (live answers only)."""
     restriction: str | None = None
     """Azure's reason the size cannot be used in the region, e.g. NotAvailableForSubscription."""
+    zones: tuple[str, ...] | None = None
+    """Availability zones of the region where this subscription can use the size (live
+    answers only: locationInfo zones less `Zone` restrictions); None: not known."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,28 @@ def size_from_sku(
         confidential=caps.get("ConfidentialComputingType"),
         os_support=tuple(os_support.get(name, ("linux", "windows"))),
         restriction=restriction,
+        zones=_zones(sku, region),
     )
+
+
+def _zones(sku: Mapping[str, Any], region: str | None) -> tuple[str, ...] | None:
+    """The zones of `region` where the subscription can use the size: the SKU's locationInfo
+    zones, less those a `Zone` restriction names (Resource SKUs list,
+    https://learn.microsoft.com/rest/api/compute/resource-skus/list). JSON from the REST API
+    is camelCase, the SDK's as_dict() snake_case: both are read. None for a snapshot entry."""
+    if region is None:
+        return None
+    info = sku.get("locationInfo") or sku.get("location_info") or []
+    here = [i for i in info if str(i.get("location", "")).lower() == region.lower()]
+    if not here:
+        return None
+    zones = {str(z) for z in here[0].get("zones") or []}
+    for r in sku.get("restrictions") or []:
+        details = r.get("restrictionInfo") or r.get("restriction_info") or {}
+        places = [str(v).lower() for v in details.get("locations") or r.get("values") or []]
+        if r.get("type") == "Zone" and region.lower() in places:
+            zones -= {str(z) for z in details.get("zones") or []}
+    return tuple(sorted(zones))
 
 
 def image_from_response(urn: str, body: Mapping[str, Any]) -> ImageFacts:
