@@ -284,8 +284,11 @@ def rendered_problems(key: str, rendered: Rendered) -> list[str]:
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             line = f"line {mark.line + 1}: " if mark is not None else ""
-            # Only the parser's own words and the line: the text may hold a secret.
+            # The parser's words can quote the text (an alias name, a character): with a
+            # secret in the text, only the line.
             problem = getattr(err, "problem", None) or "not YAML"
+            if rendered.secrets:
+                problem = "not YAML"
             problems.append(
                 f"{where}: {rendered.path} is not valid YAML once the values are in "
                 f"({line}{problem}); quote inserted values with {{{{ name | json }}}}"

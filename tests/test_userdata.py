@@ -166,13 +166,22 @@ def test_custom_data_is_at_most_65535_bytes() -> None:
 
 def test_cloud_config_must_stay_yaml_and_the_message_never_quotes_the_text() -> None:
     template = Template("t.yaml", "#cloud-config\npassword: {{ pw }}\n")
-    rendered = userdata.render(template, {}, {"pw": "a: b: c"})
+    rendered = userdata.render(template, {"pw": "a: b: c"}, {})
     problems = userdata.rendered_problems(KEY, rendered)
     assert problems == [
         f"{KEY}.file: t.yaml is not valid YAML once the values are in (line 2: mapping values "
         "are not allowed here); quote inserted values with {{ name | json }}"
     ]
     assert "a: b: c" not in problems[0]
+    # The parser would name an undefined alias, here a secret's text: only the line is left.
+    aliased = userdata.render(
+        Template("t.yaml", "#cloud-config\npassword: {{ pw }}\n"), {}, {"pw": "*hunter2"}
+    )
+    assert aliased.secrets == ("pw",)
+    assert userdata.rendered_problems(KEY, aliased) == [
+        f"{KEY}.file: t.yaml is not valid YAML once the values are in (line 2: not YAML); "
+        "quote inserted values with {{ name | json }}"
+    ]
     quoted = userdata.render(
         Template("t.yaml", "#cloud-config\npassword: {{ pw | json }}\n"), {}, {"pw": "a: b: c"}
     )
