@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Literal
 from imagefactory.rules import config_key
 
 if TYPE_CHECKING:
+    from imagefactory.facts import GalleryImageFacts
     from imagefactory.settings import BaseImage, Image
 
 LATEST = "latest"
@@ -227,35 +228,14 @@ def problems(
                 f"{name!r} (known: {known}); {image.name!r} is built on it"
             )
     where = f"its base {name!r}"
-    for field, key in (
-        ("os", "os"),
-        ("generation", "generation"),
-        ("architecture", "architecture"),
-    ):
-        mine, theirs = getattr(image, field), getattr(parent, field)
-        if mine != theirs:
-            found.append(
-                f"{config_key(('images', index, key))}: {mine!r} does not match {where}, "
-                f"which is {theirs!r}; a VM boots what its base is, so use {key}: {theirs}"
-            )
-    accepted = ACCEPTS[parent.security_type]
-    if builder_security not in accepted:
-        allowed = " or ".join(sorted(accepted))
-        found.append(
-            f"{config_key(('images', index, 'builder', 'securityType'))}: "
-            f"{builder_security!r} cannot start from {where}, whose definition is "
-            f"{parent.security_type!r} (Azure creates only {allowed} VMs from it); allowed: "
-            f"{allowed}"
-        )
-    promised = ACCEPTS[image.security_type] - accepted
-    if promised:
-        fits = sorted(s for s, a in ACCEPTS.items() if a <= accepted)
-        found.append(
-            f"{config_key(('images', index, 'securityType'))}: {image.security_type!r} "
-            f"promises {' and '.join(sorted(promised))} VMs, which {where} "
-            f"({parent.security_type!r}) does not support; an image supports at most what "
-            f"its base does (allowed: {', '.join(repr(f) for f in fits)})"
-        )
+    found += agreement(
+        index,
+        image,
+        where,
+        {"os": parent.os, "generation": parent.generation, "architecture": parent.architecture},
+        parent.security_type,
+        builder_security,
+    )
     mine_disk, base_disk = disk_of(image), disk_of(parent)
     if mine_disk is not None and base_disk is not None and mine_disk < base_disk:
         found.append(
@@ -264,6 +244,63 @@ def problems(
             f"than its image: use at least {base_disk}, or leave it out to take the base's size"
         )
     return found
+
+
+def agreement(
+    index: int,
+    image: Image,
+    where: str,
+    base: Mapping[str, str | None],
+    base_security: str | None,
+    builder_security: str,
+) -> list[str]:
+    """OS, generation and architecture equal to the base's; a builder the base's definition
+    accepts; no VM security type the base does not support. Unknown facts (None) pass."""
+    found: list[str] = []
+    for key, theirs in base.items():
+        mine = getattr(image, key)
+        if theirs is not None and mine != theirs:
+            found.append(
+                f"{config_key(('images', index, key))}: {mine!r} does not match {where}, "
+                f"which is {theirs!r}; a VM boots what its base is, so use {key}: {theirs}"
+            )
+    if base_security is None or base_security not in ACCEPTS:
+        return found
+    accepted = ACCEPTS[base_security]
+    if builder_security not in accepted:
+        allowed = " or ".join(sorted(accepted))
+        found.append(
+            f"{config_key(('images', index, 'builder', 'securityType'))}: "
+            f"{builder_security!r} cannot start from {where}, whose definition is "
+            f"{base_security!r} (Azure creates only {allowed} VMs from it); allowed: "
+            f"{allowed}"
+        )
+    promised = ACCEPTS[image.security_type] - accepted
+    if promised:
+        fits = sorted(s for s, a in ACCEPTS.items() if a <= accepted)
+        found.append(
+            f"{config_key(('images', index, 'securityType'))}: {image.security_type!r} "
+            f"promises {' and '.join(sorted(promised))} VMs, which {where} "
+            f"({base_security!r}) does not support; an image supports at most what "
+            f"its base does (allowed: {', '.join(repr(f) for f in fits)})"
+        )
+    return found
+
+
+def external_problems(
+    index: int, image: Image, facts: GalleryImageFacts, builder_security: str
+) -> list[str]:
+    """Another gallery's image as Azure describes it, against the image built on it."""
+    key = config_key(("images", index, "baseImage", "id"))
+    if not facts.exists:
+        return [
+            f"{key}: Azure has no image {facts.id!r} that this subscription can read; check "
+            "the id and that the deployer has Reader on that gallery (or that it is shared "
+            "with this subscription)"
+        ]
+    base = {"os": facts.os, "generation": facts.generation, "architecture": facts.architecture}
+    return agreement(index, image, "its base (another gallery's image)", base,
+                     facts.security_type, builder_security)  # fmt: skip
 
 
 def id_problems(index: int, base: BaseImage) -> list[str]:

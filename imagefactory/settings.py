@@ -1198,9 +1198,20 @@ def _rules(
                 _disk_sizes(by_name, defaults, location, facts),
             )
         )
-        if image.base_image is not None:
-            problems.extend(chain.id_problems(i, image.base_image))
-            if (warning := chain.unchecked_warning(i, image.base_image)) is not None:
+        base = image.base_image
+        if base is not None and base.kind == "id":
+            found_id = chain.id_problems(i, base)
+            problems.extend(found_id)
+            # Another gallery's image: Azure describes it when asked (live), else a warning.
+            described = (
+                facts.gallery_image(str(base.id), location or "")
+                if not found_id and location is not None
+                else None
+            )
+            builder_security = image.builder.security_type or "Standard"
+            if described is not None:
+                problems.extend(chain.external_problems(i, image, described, builder_security))
+            elif not found_id and (warning := chain.unchecked_warning(i, base)) is not None:
                 chain_warnings.append(warning)
     # Azure compares resource names case-insensitively: Web-US and web-us are one scale set.
     written = [c.name for _, c in scale_sets] + [c.name for _, c in vm_groups]

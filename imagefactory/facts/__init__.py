@@ -81,6 +81,42 @@ class ImageFacts:
     """False when Azure answered that the image does not exist in the region."""
 
 
+@dataclass(frozen=True)
+class GalleryImageFacts:
+    """What Azure says of another gallery's image definition: what a build on it must be.
+
+    Shape: GalleryImage (and the shared and community gallery images' GET responses),
+    https://learn.microsoft.com/rest/api/compute/gallery-images/get."""
+
+    id: str
+    os: str | None = None
+    """'linux' or 'windows'."""
+    generation: str | None = None
+    architecture: str | None = None
+    security_type: str | None = None
+    """The definition's SecurityType feature; 'Standard' when it has none."""
+    exists: bool = True
+    """False when Azure answered that there is no such image."""
+
+
+def gallery_image_from_response(version_id: str, body: Mapping[str, Any]) -> GalleryImageFacts:
+    """A gallery image's GET response (REST camelCase or the SDK's as_dict) -> facts."""
+    props = body.get("properties") or body
+    features = props.get("features") or []
+    security = next(
+        (str(f.get("value")) for f in features if str(f.get("name")) == "SecurityType"),
+        "Standard",
+    )
+    os_type = props.get("osType") or props.get("os_type")
+    return GalleryImageFacts(
+        id=version_id,
+        os=str(os_type).lower() if os_type else None,
+        generation=props.get("hyperVGeneration") or props.get("hyper_v_generation"),
+        architecture=props.get("architecture") or "x64",
+        security_type=security,
+    )
+
+
 @dataclass
 class Source:
     """Which facts answered, for the one line the program prints about it."""
@@ -100,6 +136,8 @@ class Facts(Protocol):
     def image(self, urn: str, region: str) -> ImageFacts | None: ...
 
     def terms_accepted(self, plan: Plan) -> bool | None: ...
+
+    def gallery_image(self, version_id: str, region: str) -> GalleryImageFacts | None: ...
 
 
 # --- Azure's response shapes -> facts ------------------------------------------------------
@@ -217,6 +255,9 @@ class Snapshot:
 
     def terms_accepted(self, plan: Plan) -> bool | None:
         return None  # per subscription: only Azure knows
+
+    def gallery_image(self, version_id: str, region: str) -> GalleryImageFacts | None:
+        return None  # another gallery: only Azure knows
 
 
 @cache

@@ -26,12 +26,14 @@ from typing import Any, Literal, TypeVar
 
 from imagefactory.facts import (
     Facts,
+    GalleryImageFacts,
     ImageFacts,
     Plan,
     SizeFacts,
     Snapshot,
     Source,
     documented_os_support,
+    gallery_image_from_response,
     image_from_response,
     size_from_sku,
     snapshot,
@@ -67,6 +69,9 @@ class LiveFacts:
         self.compute = ComputeManagementClient(
             credential, subscription_id, base_url=base_url, **client_kwargs
         )
+        self._client_args = (credential, base_url, client_kwargs)
+        self._subscription_id = subscription_id
+        self._gallery_images: dict[str, GalleryImageFacts] = {}
         self.marketplace = MarketplaceOrderingAgreements(
             credential, subscription_id, base_url=base_url, **client_kwargs
         )
@@ -163,6 +168,52 @@ class LiveFacts:
             self._terms[plan] = bool(terms.accepted)
         return self._terms[plan]
 
+    def gallery_image_response(self, version_id: str, region: str) -> dict[str, Any] | None:
+        """The definition of another gallery's image version (GalleryImages get for an ARM
+        id, in the id's subscription; SharedGalleryImages or CommunityGalleryImages get for
+        the other two kinds); None when Azure has none."""
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.mgmt.compute import ComputeManagementClient
+
+        parts = version_id.strip("/").split("/")
+        found: Any
+        try:
+            if parts[0].lower() == "subscriptions":
+                subscription, group, gallery, image = parts[1], parts[3], parts[7], parts[9]
+                compute = self.compute
+                if subscription.lower() != self._subscription_id.lower():
+                    credential, base_url, kwargs = self._client_args
+                    compute = ComputeManagementClient(
+                        credential, subscription, base_url=base_url, **kwargs
+                    )
+                found = self._call(
+                    f"gallery image {image}",
+                    lambda: compute.gallery_images.get(group, gallery, image),
+                )
+            elif parts[0].lower() == "sharedgalleries":
+                found = self._call(
+                    f"shared gallery image {parts[3]}",
+                    lambda: self.compute.shared_gallery_images.get(region, parts[1], parts[3]),
+                )
+            else:
+                found = self._call(
+                    f"community gallery image {parts[3]}",
+                    lambda: self.compute.community_gallery_images.get(region, parts[1], parts[3]),
+                )
+        except ResourceNotFoundError:
+            return None
+        return dict(found.as_dict())
+
+    def gallery_image(self, version_id: str, region: str) -> GalleryImageFacts | None:
+        if version_id not in self._gallery_images:
+            body = self.gallery_image_response(version_id, region)
+            self._gallery_images[version_id] = (
+                gallery_image_from_response(version_id, body)
+                if body is not None
+                else GalleryImageFacts(id=version_id, exists=False)
+            )
+        return self._gallery_images[version_id]
+
 
 def _first_line(err: Exception) -> str:
     text = str(getattr(err, "message", "") or err).strip()
@@ -202,6 +253,9 @@ class Fallback:
 
     def terms_accepted(self, plan: Plan) -> bool | None:
         return self._ask(lambda f: f.terms_accepted(plan))
+
+    def gallery_image(self, version_id: str, region: str) -> GalleryImageFacts | None:
+        return self._ask(lambda f: f.gallery_image(version_id, region))
 
 
 # --- credentials and subscription, as the azure-native provider finds them -------------------
