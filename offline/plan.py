@@ -126,6 +126,7 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
         images[definition.inputs["galleryImageName"]] = {
             "os": definition.inputs["osType"],
             "generation": definition.inputs.get("hyperVGeneration"),
+            "architecture": definition.inputs.get("architecture"),
             "securityType": features.get("SecurityType", "Standard"),
             "identifier": f"{ident['publisher']}/{ident['offer']}/{ident['sku']}",
             "protected": definition.protect,
@@ -172,7 +173,8 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
             "location": gallery.inputs.get("location") if gallery else None,
             "sharedWith": [
                 {"principalId": r.inputs["principalId"], "type": r.inputs.get("principalType")}
-                for r in run.of_type(ROLE_T)
+                # Registration order varies between runs; the plan must not.
+                for r in sorted(run.of_type(ROLE_T), key=lambda r: str(r.inputs["principalId"]))
             ],
         },
         "images": images,

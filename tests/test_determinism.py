@@ -74,17 +74,10 @@ def _plans_per_seed() -> dict[str, dict[str, Any]]:
     return results
 
 
-def _sharing_sorted(text: str) -> str:
-    plan = json.loads(text)
-    plan["gallery"]["sharedWith"].sort(key=lambda share: share["principalId"])
-    return json.dumps(plan, indent=2, sort_keys=True)
-
-
 def test_every_plan_is_byte_identical_for_every_hash_seed() -> None:
     plans = _plans_per_seed()
     first, *others = SEEDS
     problems: list[str] = []
-    known: list[str] = []
     for argv in CASES:
         case = " ".join(argv)
         runs = {seed: plans[seed][case] for seed in SEEDS}
@@ -99,11 +92,6 @@ def test_every_plan_is_byte_identical_for_every_hash_seed() -> None:
         differing = [s for s in others if runs[s]["stdout"].encode() != expected.encode()]
         if not differing:
             continue
-        if argv[-1] == "json" and all(
-            _sharing_sorted(runs[s]["stdout"]) == _sharing_sorted(expected) for s in differing
-        ):
-            known.append(case)  # only gallery.sharedWith's order differs; timing is identical
-            continue
         diff = difflib.unified_diff(
             expected.splitlines(),
             runs[differing[0]]["stdout"].splitlines(),
@@ -113,11 +101,6 @@ def test_every_plan_is_byte_identical_for_every_hash_seed() -> None:
         )
         problems.append(f"python -m offline.plan {case}:\n" + "\n".join(list(diff)[:40]))
     assert not problems, "\n\n".join(problems)
-    if known:
-        pytest.xfail(
-            f"{', '.join(known)}: offline/plan.py build_plan lists gallery.sharedWith in "
-            "registration order (sort it by principalId); everything else is identical"
-        )
 
 
 def test_the_timing_does_not_depend_on_the_order_of_registration() -> None:
