@@ -74,6 +74,10 @@ def _plans_per_seed() -> dict[str, dict[str, Any]]:
     return results
 
 
+# Three interpreters, each planning both stacks in every format: about a minute of CPU on
+# two cores, so it runs in `./run test` and CI, not in the `-m "not slow"` loop; the
+# tie-break tests below keep the rule itself in the fast loop.
+@pytest.mark.slow
 def test_every_plan_is_byte_identical_for_every_hash_seed() -> None:
     plans = _plans_per_seed()
     first, *others = SEEDS
