@@ -1215,13 +1215,34 @@ class BootImage:
     base_qcow2: Path
     kernel: Path
     initrd: Path
+    broken_qcow2: Path
+    """The same image with the builder's machine-id left in, as a careless capture would
+    ship it (file time: the build's), for the validation scripts to reject."""
+
+
+def leave_builder_machine_id(raw: Path, machine_id: str, mtime: int, work: Path) -> None:
+    """Writes the builder's machine-id into the ext4 image `raw`, dated `mtime`."""
+    source = work / "builder-machine-id"
+    source.write_text(machine_id + "\n")
+    script = work / "debugfs.cmd"
+    script.write_text(
+        "rm /etc/machine-id\n"
+        f"write {source} /etc/machine-id\n"
+        "set_inode_field /etc/machine-id mode 0100444\n"
+        f"set_inode_field /etc/machine-id mtime @{mtime}\n"
+        f"set_inode_field /etc/machine-id ctime @{mtime}\n"
+    )
+    run(["debugfs", "-w", "-f", str(script), str(raw)])
+    source.unlink()
 
 
 @pytest.fixture(scope="session")
 def boot_image(
     generalized_tree: GeneralizedTree, tmp_path_factory: pytest.TempPathFactory
 ) -> BootImage:
-    require_guest_prerequisites("qemu-system-x86_64", "qemu-img", "genisoimage", "mkfs.ext4")
+    require_guest_prerequisites(
+        "qemu-system-x86_64", "qemu-img", "genisoimage", "mkfs.ext4", "debugfs"
+    )
     assert generalized_tree.generalize.returncode == 0, generalized_tree.generalize.stdout
     work = tmp_path_factory.mktemp("boot")
     staging = work / "rootfs"
@@ -1243,6 +1264,11 @@ def boot_image(
     run(["mkfs.ext4", "-q", "-F", "-L", "rootfs", "-d", str(staging), str(raw), "4G"], timeout=600)
     base = work / "base.qcow2"
     run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(base)], timeout=600)
+    # The broken twin: same blocks, one file changed in place.
+    built_at = int((generalized_tree.root / "etc/image-manifest.json").stat().st_mtime)
+    leave_builder_machine_id(raw, generalized_tree.builder.machine_id, built_at, work)
+    broken = work / "broken.qcow2"
+    run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(broken)], timeout=600)
     raw.unlink()
     shutil.rmtree(staging)
-    return BootImage(base_qcow2=base, kernel=kernel, initrd=initrd)
+    return BootImage(base_qcow2=base, kernel=kernel, initrd=initrd, broken_qcow2=broken)
