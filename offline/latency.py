@@ -98,6 +98,12 @@ SCRIPT_DEFAULTS: dict[str, float] = {
     "windows/provision/90-manifest.ps1": 30,
     "windows/audit.ps1": 30,
     "windows/generalize.ps1": 300,  # sysprep until IMAGE_STATE_GENERALIZE_RESEAL_TO_OOBE
+    # Validation on the test VM (issue 12): the common checks mostly wait for cloud-init
+    # (Linux) to finish; the image's own checks fetch one page.
+    "linux/validate.sh": 30,
+    "linux/validate/20-webserver.sh": 20,
+    "windows/validate.ps1": 30,
+    "windows/validate/10-iis.ps1": 20,
 }
 SCRIPT_DEFAULT = 120.0
 """[assumed] a script nobody estimated."""

@@ -29,6 +29,20 @@ def test_run_command_falls_back_to_the_default_for_its_file() -> None:
 
 
 @pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("linux/validate.sh", Estimate(30, 60)),
+        ("linux/validate/20-webserver.sh", Estimate(20, 40)),
+        ("windows/validate.ps1", Estimate(30, 60)),
+        ("windows/validate/10-iis.ps1", Estimate(20, 40)),
+    ],
+)
+def test_validation_scripts_have_their_own_estimates(path: str, expected: Estimate) -> None:
+    rendered = f"#!/bin/bash\n# imagefactory: scripts/{path} sha256:ab\nx\n"
+    assert latency.run_command(rendered) == expected
+
+
+@pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
         ({"regions": 1, "max_replicas": 1, "mode": "Full", "disk_gb": 64}, Estimate(460, 900)),
