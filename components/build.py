@@ -91,6 +91,7 @@ class ImageBuild(pulumi.ComponentResource):
             version=version.version,
             base_image=base.label,
             build_user=admin,
+            audit=settings.audit,
         )
         vm_name = names.builder_vm(image.name, version.version, image.os)
         self.builder = BuilderVm(

@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from imagefactory import audit as image_audit
 from imagefactory import autoscale, chain, naming, preflight, regions, rules, userdata
 from imagefactory import facts as azure_facts
 
@@ -692,6 +693,8 @@ class Settings(_Model):
     vm_groups: tuple[VmGroup, ...] = ()
     user_data_secrets: dict[str, SecretValue] = Field(default_factory=dict)
     """Secret values for user data templates, each a Pulumi secret; default none."""
+    audit: image_audit.Audit = image_audit.Audit()
+    """The secret audit's allowlist (`audit.allowlist`: path and reason); default none."""
 
     def model_post_init(self, context: Any, /) -> None:
         # An image built on another image of the stack takes the plan of its chain's root:
@@ -1172,6 +1175,8 @@ def _rules(
         secrets = _partial_secrets(raw.get(SECRETS_KEY, {}))
 
     problems: list[str] = []
+    if parsed is not None:
+        problems.extend(image_audit.rules(parsed.audit))
     for dupe in _duplicates(img.name for _, img in images):
         problems.append(f"{_key(('images',))}: image {dupe!r} is defined more than once")
     identifiers = [

@@ -594,3 +594,13 @@ def test_the_offline_engine_refuses_a_duplicate_urn_like_pulumi(tmp_path: Path) 
         r"Duplicate resource URN 'urn:pulumi:s::p::(pulumi:pulumi:Stack\$)?t:x:Y::same'",
         str(err.value),
     ), str(err.value)
+
+
+def test_the_audit_allowlist_reaches_the_audit_and_generalize_steps(prod: Run) -> None:
+    expected = (
+        "export AUDIT_ALLOWLIST='/etc/ssl/certs/contoso-intranet-ca.pem\t"
+        "the intranet CA certificate every web server trusts (public, no key)'"
+    )
+    for step in ("provision-audit", "generalize-generalize"):
+        source = prod.named(f"build-webserver-1.1.0-{step}").inputs["source"]["script"]
+        assert expected in source.splitlines(), step
