@@ -598,8 +598,8 @@ def test_the_offline_engine_refuses_a_duplicate_urn_like_pulumi(tmp_path: Path) 
 
 def test_the_audit_allowlist_reaches_the_audit_and_generalize_steps(prod: Run) -> None:
     expected = (
-        "export AUDIT_ALLOWLIST='/etc/ssl/certs/contoso-intranet-ca.pem\t"
-        "the intranet CA certificate every web server trusts (public, no key)'"
+        "export AUDIT_ALLOWLIST='/usr/share/doc/contoso-webapp/examples/\t"
+        "documentation examples with dummy keys, used by no service'"
     )
     for step in ("provision-audit", "generalize-generalize"):
         source = prod.named(f"build-webserver-1.1.0-{step}").inputs["source"]["script"]
