@@ -52,6 +52,9 @@ ROLE_ASSIGNMENT = Estimate(3, 15)
 LOCAL = Estimate(0.1, 0.5)
 """[assumed] providers that compute locally: tls keys, random passwords."""
 UNKNOWN = Estimate(5, 30)
+# A Custom Script Extension on a running Windows VM: extension install, then the script
+# (a first-boot configuration script, minutes) [assumed].
+FIRST_BOOT_EXTENSION = Estimate(90, 300)
 """[assumed] any type the model does not know."""
 
 # -- Compute [issue] -------------------------------------------------------------------------

@@ -60,6 +60,10 @@ _FIXED: dict[str, latency.Estimate] = {
     DEFINITION_T: latency.GALLERY,
     "azure-native:compute:Image": latency.MANAGED_IMAGE,
     "azure-native:authorization:RoleAssignment": latency.ROLE_ASSIGNMENT,
+    # An autoscale setting is one ARM write, like a role assignment [assumed].
+    "azure-native:monitor:AutoscaleSetting": latency.ROLE_ASSIGNMENT,
+    # The Custom Script Extension that runs a Windows VM's first-boot script.
+    "azure-native:compute:VirtualMachineExtension": latency.FIRST_BOOT_EXTENSION,
     "tls:index/privateKey:PrivateKey": latency.LOCAL,
     "random:index/randomPassword:RandomPassword": latency.LOCAL,
 }
@@ -311,6 +315,10 @@ def image_members(g: Graph) -> dict[str, set[str]]:
         stack = [u for u in urns if g.nodes[u].type == VERSION_T]
         while stack:
             for v in g.succs[stack.pop()]:
+                # A build of another image on top of this one is that image's, not this
+                # one's: "ready" stops at the consumers of this image's own versions.
+                if g.nodes[v].image not in (None, image):
+                    continue
                 if v not in members[image]:
                     members[image].add(v)
                     stack.append(v)
