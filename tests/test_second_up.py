@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
@@ -196,31 +196,43 @@ def test_a_new_base_image_rebuilds_that_builder_and_leaves_the_version() -> None
     assert findings == []
 
 
-def _retired_web_build(number: str, image_: str = "webserver", steps: Any = None) -> list[str]:
+def _retired_build(image_: str, number: str, steps: Sequence[str]) -> list[str]:
+    """What retiring one build deletes: a Windows build has a password and no managed image
+    (Trusted Launch publishes from the VM), a Linux one a key and a managed image."""
     build = f"build-{image_}-{number}"
     vm = f"{build}-builder-vm"
+    windows = image_ == "iis"
     return [
         f"delete {vm}",
         f"delete {build}-builder-nic",
-        f"delete {build}-builder-ssh",
+        f"delete {build}-builder-{'password' if windows else 'ssh'}",
         f"delete-skipped {build}-generalize-generalize (deleted with {vm})",
         f"delete-skipped {build}-generalize-capture (deleted with {vm})",
-        f"delete {build}-capture-image",
-        *(f"delete-skipped {build}-provision-{s} (deleted with {vm})" for s in steps or WEB_STEPS),
+        *([] if windows else [f"delete {build}-capture-image"]),
+        *(f"delete-skipped {build}-provision-{s} (deleted with {vm})" for s in steps),
     ]
 
 
-def _new_web_build(number: str) -> list[str]:
-    build = f"build-webserver-{number}"
+def _new_build(image_: str, number: str, steps: Sequence[str]) -> list[str]:
+    build = f"build-{image_}-{number}"
+    windows = image_ == "iis"
     return [
         f"create {build}-builder-vm",
         f"create {build}-builder-nic",
-        f"create {build}-builder-ssh",
+        f"create {build}-builder-{'password' if windows else 'ssh'}",
         f"create {build}-generalize-generalize",
         f"create {build}-generalize-capture",
-        f"create {build}-capture-image",
-        *(f"create {build}-provision-{s}" for s in WEB_STEPS),
+        *([] if windows else [f"create {build}-capture-image"]),
+        *(f"create {build}-provision-{s}" for s in steps),
     ]
+
+
+def _retired_web_build(number: str) -> list[str]:
+    return _retired_build("webserver", number, WEB_STEPS)
+
+
+def _new_web_build(number: str) -> list[str]:
+    return _new_build("webserver", number, WEB_STEPS)
 
 
 def test_retiring_a_builder_deletes_it_and_its_run_commands_go_with_the_vm() -> None:
@@ -258,21 +270,12 @@ def test_retiring_every_builder_removes_the_build_network_and_group() -> None:
                 v["builder"] = "retired"
 
     actions, findings = outcome("prod", retire)
-    iis_vm = "build-iis-1.0.0-builder-vm"
     assert _by_name(actions) == _by_name(
         [
             *_retired_web_build("1.1.0"),
-            *_retired_web_build("1.0.0", "hardened", HARDENED_STEPS),
-            *_retired_web_build("1.0.0", "webapp", WEBAPP_STEPS),
-            f"delete {iis_vm}",
-            "delete build-iis-1.0.0-builder-nic",
-            "delete build-iis-1.0.0-builder-password",
-            f"delete-skipped build-iis-1.0.0-generalize-generalize (deleted with {iis_vm})",
-            f"delete-skipped build-iis-1.0.0-generalize-capture (deleted with {iis_vm})",
-            *(
-                f"delete-skipped build-iis-1.0.0-provision-{s} (deleted with {iis_vm})"
-                for s in IIS_STEPS
-            ),
+            *_retired_build("hardened", "1.0.0", HARDENED_STEPS),
+            *_retired_build("webapp", "1.0.0", WEBAPP_STEPS),
+            *_retired_build("iis", "1.0.0", IIS_STEPS),
             "delete build-network-nsg",
             "delete build-network-subnet",
             "delete build-network-vnet",
@@ -366,24 +369,10 @@ def test_a_vm_group_on_latest_is_rebuilt_when_a_new_version_is_published() -> No
         image(c, "iis")["versions"].append(new)
 
     actions, findings = outcome("prod", publish, _iis_on_latest)
-    old_vm, new_build = "build-iis-1.0.0-builder-vm", "build-iis-1.1.0"
     assert _by_name(actions) == _by_name(
         [
-            f"delete {old_vm}",
-            "delete build-iis-1.0.0-builder-nic",
-            "delete build-iis-1.0.0-builder-password",
-            f"delete-skipped build-iis-1.0.0-generalize-generalize (deleted with {old_vm})",
-            f"delete-skipped build-iis-1.0.0-generalize-capture (deleted with {old_vm})",
-            *(
-                f"delete-skipped build-iis-1.0.0-provision-{s} (deleted with {old_vm})"
-                for s in IIS_STEPS
-            ),
-            f"create {new_build}-builder-vm",
-            f"create {new_build}-builder-nic",
-            f"create {new_build}-builder-password",
-            f"create {new_build}-generalize-generalize",
-            f"create {new_build}-generalize-capture",
-            *(f"create {new_build}-provision-{s}" for s in IIS_STEPS),
+            *_retired_build("iis", "1.0.0", IIS_STEPS),
+            *_new_build("iis", "1.1.0", IIS_STEPS),
             "create version-iis-1.1.0-version",
             "replace vmgroup-iis-us-000 (replace_on_changes storageProfile.imageReference)",
             "replace vmgroup-iis-us-001 (replace_on_changes storageProfile.imageReference)",
