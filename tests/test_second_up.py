@@ -285,13 +285,14 @@ def test_retiring_every_builder_removes_the_build_network_and_group() -> None:
     assert findings == []
 
 
-def test_a_region_for_a_version_whose_builder_is_active() -> None:
-    def add(c: Config) -> None:
-        version(c, "webserver", "1.1.0")["regions"].append(
-            {"name": "northeurope", "replicas": 1, "storage": "Standard_ZRS"}
-        )
+def _add_northeurope(c: Config, number: str) -> None:
+    version(c, "webserver", number)["regions"].append(
+        {"name": "northeurope", "replicas": 1, "storage": "Standard_ZRS"}
+    )
 
-    actions, findings = outcome("prod", add)
+
+def test_a_region_for_a_version_whose_builder_is_active() -> None:
+    actions, findings = outcome("prod", lambda c: _add_northeurope(c, "1.1.0"))
     assert actions == ["update version-webserver-1.1.0-version: publishingProfile.targetRegions"]
     assert findings == []
 
@@ -388,12 +389,7 @@ def test_a_vm_group_on_latest_is_rebuilt_when_a_new_version_is_published() -> No
 
 
 def test_a_region_for_a_version_whose_source_is_retired_is_refused() -> None:
-    def add(c: Config) -> None:
-        version(c, "webserver", "1.0.0")["regions"].append(
-            {"name": "northeurope", "replicas": 1, "storage": "Standard_ZRS"}
-        )
-
-    actions, findings = outcome("prod", add)
+    actions, findings = outcome("prod", lambda c: _add_northeurope(c, "1.0.0"))
     assert actions == ["update version-webserver-1.0.0-version: publishingProfile.targetRegions"]
     assert findings == [
         refused(
@@ -812,7 +808,7 @@ def test_reactivating_a_builder_to_add_a_region_mixes_two_builds() -> None:
     def reactivate(c: Config) -> None:
         v = version(c, "webserver", "1.0.0")
         v["builder"] = "active"
-        v["regions"].append({"name": "northeurope", "replicas": 1, "storage": "Standard_ZRS"})
+        _add_northeurope(c, "1.0.0")
 
     actions, findings = outcome("prod", reactivate)
     assert "update version-webserver-1.0.0-version: publishingProfile.targetRegions" in actions
