@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Control-plane half of the capture stage: after the in-guest generalization has
 # powered the builder VM off, deallocate it and mark it generalized so a managed
-# image can be taken from it.
+# image can be taken from it. And, for the validation stage, collect what the
+# validation Run Commands printed on the test VM made from the image.
 #
 # Usage:
 #   capture.sh capture --resource-group RG --vm NAME [--subscription SUB]
+#   capture.sh collect --resource-group RG --vm NAME --run-command NAME [--run-command NAME ...] [--subscription SUB]
 #   capture.sh delete  --resource-group RG --vm NAME [--subscription SUB]
 #
 # capture  gets a working az credential first (see "Azure login" below), then waits
@@ -12,10 +14,27 @@
 #          then `az vm deallocate`, then `az vm generalize`. A VM that is already
 #          deallocated skips the deallocate; a VM that is already generalized is left
 #          alone. Re-running after a half-finished run therefore converges.
+# collect  gets a working az credential the same way, then reads each named managed Run
+#          Command of the test VM, in order, with `az vm run-command show --instance-view`
+#          (the only place Azure keeps a run command's output, and only its last 4 KB).
+#          Each must have finished with execution state Succeeded and exit code 0, and
+#          its output must hold at least one check line. The output's JSON lines (see
+#          scripts/linux/validate.sh) become one summary, printed as the only line on
+#          stdout; every log line of collect goes to stderr:
+#            {"checks":[{"check":..,"detail":..,"ok":..,"runCommand":..},..],
+#             "manifest":{..},"result":"passed"|"failed","testVm":VM}
+#          compact, keys sorted, on one line. "checks" keeps the run commands' order;
+#          "manifest" is the object of the last {"manifest": ...} line, {} when none;
+#          a check whose "ok" is neither true nor null (skipped) fails the result. Lines
+#          that are not JSON objects (a prefix Azure adds, a line cut by the 4 KB limit)
+#          are ignored. After a passed result the test VM is deallocated so it stops
+#          costing compute (skipped when already deallocated, or with
+#          VALIDATION_KEEP_RUNNING=1); after a failed one, or a failed run command, it is
+#          left running so an operator can inspect it.
 # delete   does nothing to the VM: Azure cannot un-generalize a VM, and the VM
 #          resource's own deletion removes it.
 #
-# Azure login (capture only). `pulumi up` runs capture after the builder has been
+# Azure login (capture and collect). `pulumi up` runs these after the builder has been
 # provisioned, often hours after the job logged in; by then a GitHub OIDC client
 # assertion (minutes) and the az access token (about an hour) have expired. So:
 #   oidc      request a fresh GitHub Actions OIDC token and `az login` with it as the
@@ -29,7 +48,7 @@
 # --subscription pins every az call (`pulumi up` passes the provider's); without it
 # az uses its default subscription, which after an oidc login is the app's first.
 #
-# Environment (capture only):
+# Environment (capture and collect):
 #   CAPTURE_LOGIN                 auto (default): oidc when GitHub OIDC is available,
 #                                 else existing; oidc: require it (exit 1 naming what
 #                                 is missing); existing: never use it
@@ -40,20 +59,27 @@
 #                                 the app registration whose federated credential
 #                                 trusts this repository's GitHub OIDC tokens
 #   Each of these must be a positive integer:
-#   CAPTURE_STOP_TIMEOUT_SECONDS  how long to wait for the guest to power off (1800)
-#   CAPTURE_POLL_SECONDS          interval between power-state reads (15)
+#   CAPTURE_STOP_TIMEOUT_SECONDS  how long to wait for the guest to power off (1800;
+#                                 capture only)
+#   CAPTURE_POLL_SECONDS          interval between power-state reads (15; capture only)
 #   CAPTURE_MAX_TRIES             attempts per az call on transient errors (6)
 #   CAPTURE_BACKOFF_SECONDS       first retry delay; doubles per retry, each wait
 #                                 capped at 300 seconds (10)
+#   VALIDATION_KEEP_RUNNING       collect only: 1 leaves a test VM that passed running
+#                                 (to look at it); 0 (default) deallocates it
+# collect also needs python3 (it reads the run commands' JSON; it is wherever the
+# Pulumi Python program runs).
 #
 # Exit codes:
-#   0  done (or nothing to do)
+#   0  done (or nothing to do); for collect: the validation passed
 #   1  az failed: a permanent error (not found, forbidden, ...), an error not known
 #      to be transient, or transient errors past CAPTURE_MAX_TRIES; or no usable
 #      login: the existing az login does not work, an expired credential cannot be
-#      renewed, CAPTURE_LOGIN=oidc without GitHub OIDC, or the OIDC login failed
+#      renewed, CAPTURE_LOGIN=oidc without GitHub OIDC, or the OIDC login failed;
+#      or (collect) a run command did not finish with Succeeded and exit code 0, its
+#      output holds no check line, or a check failed (the summary is still printed)
 #   2  usage error: bad action, flag or environment variable
-#   3  the guest never powered off within CAPTURE_STOP_TIMEOUT_SECONDS
+#   3  the guest never powered off within CAPTURE_STOP_TIMEOUT_SECONDS (capture)
 set -euo pipefail
 
 readonly PROG="capture.sh"
@@ -87,6 +113,7 @@ fail() {
 usage_text() {
   cat <<EOF
 usage: $PROG capture --resource-group RG --vm NAME [--subscription SUB]
+       $PROG collect --resource-group RG --vm NAME --run-command NAME [--run-command NAME ...] [--subscription SUB]
        $PROG delete  --resource-group RG --vm NAME [--subscription SUB]
 EOF
 }
@@ -111,22 +138,23 @@ ACTION=""
 RESOURCE_GROUP=""
 VM=""
 SUBSCRIPTION=""
+RUN_COMMANDS=()
 
 parse_args() {
   if [[ $# -eq 0 ]]; then
-    usage_error "missing action: expected 'capture' or 'delete'"
+    usage_error "missing action: expected 'capture', 'collect' or 'delete'"
   fi
   case $1 in
-    capture | delete) ACTION=$1 ;;
+    capture | collect | delete) ACTION=$1 ;;
     -h | --help)
       usage_text
       exit 0
       ;;
-    *) usage_error "unknown action '$1': expected 'capture' or 'delete'" ;;
+    *) usage_error "unknown action '$1': expected 'capture', 'collect' or 'delete'" ;;
   esac
   shift
 
-  local seen_rg=0 seen_vm=0 seen_sub=0 flag value
+  local seen_rg=0 seen_vm=0 seen_sub=0 seen_rc=0 flag value name
   while [[ $# -gt 0 ]]; do
     flag=$1
     if [[ $flag == --*=* ]]; then
@@ -135,7 +163,7 @@ parse_args() {
       shift
     else
       case $flag in
-        --resource-group | --vm | --subscription)
+        --resource-group | --vm | --subscription | --run-command)
           if [[ $# -lt 2 || $2 == --* ]]; then
             usage_error "$flag needs a value"
           fi
@@ -153,6 +181,14 @@ parse_args() {
       --resource-group) RESOURCE_GROUP=$value seen_rg=1 ;;
       --vm) VM=$value seen_vm=1 ;;
       --subscription) SUBSCRIPTION=$value seen_sub=1 ;;
+      --run-command)
+        [[ -n $value ]] || usage_error "--run-command must not be empty"
+        for name in "${RUN_COMMANDS[@]}"; do
+          [[ $name != "$value" ]] || usage_error "--run-command '$value' is given twice"
+        done
+        RUN_COMMANDS+=("$value")
+        seen_rc=1
+        ;;
       *) usage_error "unknown argument '$flag'" ;;
     esac
   done
@@ -163,6 +199,12 @@ parse_args() {
   [[ -n $VM ]] || usage_error "--vm must not be empty"
   if [[ $seen_sub -eq 1 && -z $SUBSCRIPTION ]]; then
     usage_error "--subscription must not be empty when given"
+  fi
+  if [[ $ACTION == collect && $seen_rc -eq 0 ]]; then
+    usage_error "missing required flag --run-command (at least one)"
+  fi
+  if [[ $ACTION != collect && $seen_rc -eq 1 ]]; then
+    usage_error "--run-command is only for 'collect'"
   fi
 }
 
@@ -472,21 +514,26 @@ wait_until_stopped() {
   done
 }
 
-capture() {
-  STOP_TIMEOUT=$(read_positive_int CAPTURE_STOP_TIMEOUT_SECONDS 1800)
-  POLL_SECONDS=$(read_positive_int CAPTURE_POLL_SECONDS 15)
+read_retry_settings() {
   MAX_TRIES=$(read_positive_int CAPTURE_MAX_TRIES 6)
   BACKOFF_SECONDS=$(read_positive_int CAPTURE_BACKOFF_SECONDS 10)
   if [[ $BACKOFF_SECONDS -gt $BACKOFF_CAP_SECONDS ]]; then
     BACKOFF_SECONDS=$BACKOFF_CAP_SECONDS
   fi
+}
 
-  resolve_login_mode
-
+require_az() {
   if ! command -v az >/dev/null 2>&1; then
     fail 1 "the Azure CLI 'az' is not on PATH"
   fi
+}
 
+capture() {
+  STOP_TIMEOUT=$(read_positive_int CAPTURE_STOP_TIMEOUT_SECONDS 1800)
+  POLL_SECONDS=$(read_positive_int CAPTURE_POLL_SECONDS 15)
+  read_retry_settings
+  resolve_login_mode
+  require_az
   prepare_login
   wait_until_stopped
   if [[ $GENERALIZED -eq 1 ]]; then
@@ -509,6 +556,196 @@ capture() {
   log "VM '$VM' is deallocated and generalized; ready for image capture"
 }
 
+# --- collect -------------------------------------------------------------------
+
+# The Python half of collect, run with `python3 -c`; the az JSON or the records come on
+# stdin. Exit 0: the answer on stdout, one item a line; exit 1: the error message on
+# stdout (a crash prints nothing there, its traceback on stderr).
+#   read NAME VM   az's run command with its instance view -> the run command's record
+#                  {"checks": [...], "manifest": {...} or null}, then its counts for the log
+#   summarize VM   the records, one a line -> the summary line, "passed" or "failed",
+#                  then the counts (passed) or the failed checks' names (failed)
+collect_program() {
+  cat <<'PY'
+import json
+import sys
+
+
+def json_objects(text):
+    """The JSON objects among the lines of text. Anything else is skipped: text Azure
+    puts before the output, or a first line cut short because Azure keeps only the
+    output's last 4 KB."""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            yield value
+
+
+def is_failed(check):
+    # ok is true (passed) or null (skipped); anything else is not a pass.
+    return check["ok"] is not True and check["ok"] is not None
+
+
+def tail(text, count=10):
+    lines = [line.rstrip() for line in (text or "").splitlines() if line.strip()]
+    return "\n".join(lines[-count:]) if lines else "(empty)"
+
+
+def counts(checks):
+    failed = sum(1 for c in checks if is_failed(c))
+    skipped = sum(1 for c in checks if c["ok"] is None)
+    passed = len(checks) - failed - skipped
+    noun = "check" if len(checks) == 1 else "checks"
+    return f"{len(checks)} {noun}: {passed} passed, {failed} failed, {skipped} skipped"
+
+
+def compact(value):
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def read(name, vm):
+    where = f"run command '{name}' on VM '{vm}'"
+    try:
+        view = json.load(sys.stdin).get("instanceView")
+    except (ValueError, AttributeError):
+        view = None
+    if not isinstance(view, dict):
+        print(f"az printed no instance view for {where}")
+        return 1
+    state, code = view.get("executionState"), view.get("exitCode")
+    if state != "Succeeded" or code != 0 or isinstance(code, bool):
+        said = f"; Azure says: {view['executionMessage']}" if view.get("executionMessage") else ""
+        shown = "none" if code is None else code
+        print(
+            f"{where} did not succeed (execution state '{state}', exit code {shown}{said});"
+            f" VM '{vm}' is left running for inspection. The end of its error output:\n"
+            + tail(view.get("error"))
+        )
+        return 1
+    checks, manifest = [], None
+    for obj in json_objects(view.get("output") or ""):
+        if isinstance(obj.get("check"), str):
+            checks.append(
+                {
+                    "check": obj["check"],
+                    "detail": obj.get("detail", ""),
+                    "ok": obj.get("ok", False),
+                    "runCommand": name,
+                }
+            )
+        elif isinstance(obj.get("manifest"), dict):
+            manifest = obj["manifest"]
+    if not checks:
+        print(
+            f"{where} printed no check line (no {{\"check\": ...}} JSON line in the output"
+            f" Azure kept); VM '{vm}' is left running for inspection. The end of its output:\n"
+            + tail(view.get("output"))
+        )
+        return 1
+    print(compact({"checks": checks, "manifest": manifest}))
+    print(counts(checks))
+    return 0
+
+
+def summarize(vm):
+    checks, manifest = [], {}
+    for line in sys.stdin.read().splitlines():
+        record = json.loads(line)
+        checks += record["checks"]
+        if record["manifest"] is not None:
+            manifest = record["manifest"]
+    failed = [c["check"] for c in checks if is_failed(c)]
+    result = "failed" if failed else "passed"
+    print(compact({"checks": checks, "manifest": manifest, "result": result, "testVm": vm}))
+    print(result)
+    print(", ".join(failed) if failed else counts(checks))
+    return 0
+
+
+action, *args = sys.argv[1:]
+sys.exit(read(*args) if action == "read" else summarize(*args))
+PY
+}
+
+# Deallocates the test VM after a passed validation, so it stops costing compute.
+stop_test_vm() {
+  if [[ $KEEP_RUNNING == 1 ]]; then
+    log "VALIDATION_KEEP_RUNNING=1: leaving test VM '$VM' running"
+    return 0
+  fi
+  read_instance_view
+  if [[ $POWER_STATE == deallocated ]]; then
+    log "VM '$VM' is already deallocated; skipping deallocate"
+    return 0
+  fi
+  log "deallocating test VM '$VM' (power state '$POWER_STATE') so it stops costing compute"
+  az_retry "deallocating VM '$VM'" \
+    vm deallocate --resource-group "$RESOURCE_GROUP" --name "$VM"
+  log "VM '$VM' is deallocated"
+}
+
+KEEP_RUNNING=0
+collect() {
+  # `pulumi up` reads the summary from stdout: from here on stdout is stderr, and the
+  # summary alone goes to the real stdout, kept as fd 3.
+  exec 3>&1 1>&2
+
+  read_retry_settings
+  KEEP_RUNNING=${VALIDATION_KEEP_RUNNING:-0}
+  if [[ $KEEP_RUNNING != 0 && $KEEP_RUNNING != 1 ]]; then
+    usage_error "VALIDATION_KEEP_RUNNING must be '0' or '1', got '$KEEP_RUNNING'"
+  fi
+  resolve_login_mode
+  require_az
+  if ! command -v python3 >/dev/null 2>&1; then
+    fail 1 "python3 is not on PATH; capture.sh collect needs it to read the run commands' JSON output"
+  fi
+  prepare_login
+
+  local program name out rc summary result detail
+  local -a records=()
+  program=$(collect_program)
+  for name in "${RUN_COMMANDS[@]}"; do
+    az_retry "reading run command '$name' on VM '$VM'" \
+      vm run-command show --resource-group "$RESOURCE_GROUP" --vm-name "$VM" --name "$name" \
+      --instance-view --output json
+    rc=0
+    out=$(python3 -c "$program" read "$name" "$VM" <<<"$AZ_OUT") || rc=$?
+    if [[ $rc -ne 0 && -n $out ]]; then
+      fail 1 "$out"
+    elif [[ $rc -ne 0 ]]; then
+      fail 1 "python3 could not read run command '$name' on VM '$VM' (exit $rc); its error is above"
+    fi
+    records+=("${out%%$'\n'*}")
+    log "run command '$name' on VM '$VM' exited 0: ${out#*$'\n'}"
+  done
+
+  rc=0
+  out=$(printf '%s\n' "${records[@]}" | python3 -c "$program" summarize "$VM") || rc=$?
+  if [[ $rc -ne 0 ]]; then
+    fail 1 "python3 could not summarize the run commands of VM '$VM' (exit $rc); its error is above"
+  fi
+  {
+    IFS= read -r summary
+    IFS= read -r result
+    IFS= read -r detail
+  } <<<"$out"
+  printf '%s\n' "$summary" >&3
+
+  if [[ $result != passed ]]; then
+    log "leaving test VM '$VM' running so that an operator can inspect it"
+    fail 1 "validation failed on VM '$VM': $detail"
+  fi
+  log "validation passed on VM '$VM': $detail"
+  stop_test_vm
+}
+
 delete() {
   log "delete: leaving VM '$VM' in resource group '$RESOURCE_GROUP' untouched;" \
     "a generalized VM cannot be un-generalized, and deleting the VM resource removes it"
@@ -518,6 +755,7 @@ main() {
   parse_args "$@"
   case $ACTION in
     capture) capture ;;
+    collect) collect ;;
     delete) delete ;;
   esac
 }

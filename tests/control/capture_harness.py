@@ -29,6 +29,9 @@ FAKE_AZ = Path(__file__).resolve().parent / "fake_az.py"
 
 RG = "rg-imagefactory-dev"
 VM = "vm-build-ubuntu2204"
+# The VM `collect` reads: made from the new image, then validated by Run Commands.
+TEST_VM = "vm-test-webserver-1-1-0"
+SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
 
 Call = dict[str, Any]
 
@@ -218,14 +221,14 @@ def _line(*words: str, subscription: str | None = None) -> str:
     return shlex.join(argv)
 
 
-def iv_line(subscription: str | None = None) -> str:
+def iv_line(subscription: str | None = None, *, vm: str = VM) -> str:
     return _line(
         "vm",
         "get-instance-view",
         "--resource-group",
         RG,
         "--name",
-        VM,
+        vm,
         "--query",
         "instanceView.statuses[].code",
         "-o",
@@ -234,9 +237,9 @@ def iv_line(subscription: str | None = None) -> str:
     )
 
 
-def deallocate_line(subscription: str | None = None) -> str:
+def deallocate_line(subscription: str | None = None, *, vm: str = VM) -> str:
     return _line(
-        "vm", "deallocate", "--resource-group", RG, "--name", VM, subscription=subscription
+        "vm", "deallocate", "--resource-group", RG, "--name", vm, subscription=subscription
     )
 
 
@@ -244,6 +247,67 @@ def generalize_line(subscription: str | None = None) -> str:
     return _line(
         "vm", "generalize", "--resource-group", RG, "--name", VM, subscription=subscription
     )
+
+
+def run_command_line(name: str, subscription: str | None = None, *, vm: str = TEST_VM) -> str:
+    return _line(
+        "vm",
+        "run-command",
+        "show",
+        "--resource-group",
+        RG,
+        "--vm-name",
+        vm,
+        "--name",
+        name,
+        "--instance-view",
+        "--output",
+        "json",
+        subscription=subscription,
+    )
+
+
+def run_command_view(
+    name: str,
+    output: str,
+    *,
+    state: str = "Succeeded",
+    exit_code: int | None = 0,
+    error: str = "",
+    message: str = "",
+    vm: str = TEST_VM,
+) -> Call:
+    """`az vm run-command show --instance-view` for a managed Run Command: the resource
+    as az prints it, its script's stdout and stderr in instanceView.output and .error."""
+    resource = {
+        "asyncExecution": False,
+        "errorBlobUri": None,
+        "id": (
+            f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{RG}/providers/"
+            f"Microsoft.Compute/virtualMachines/{vm}/runCommands/{name}"
+        ),
+        "instanceView": {
+            "endTime": "2025-01-15T14:03:11.8216479+00:00",
+            "error": error,
+            "executionMessage": message,
+            "executionState": state,
+            "exitCode": exit_code,
+            "output": output,
+            "startTime": "2025-01-15T14:01:02.1234567+00:00",
+            "statuses": None,
+        },
+        "location": "westeurope",
+        "name": name,
+        "outputBlobUri": None,
+        "provisioningState": "Succeeded",
+        "resourceGroup": RG,
+        "source": {"commandId": None, "script": "#!/usr/bin/env bash\n...", "scriptUri": None},
+        "tags": None,
+        "timeoutInSeconds": 3600,
+        "treatFailureAsDeploymentFailure": False,
+        "type": "Microsoft.Compute/virtualMachines/runCommands",
+    }
+    return {"expect": "vm run-command show", "stdout": json.dumps(resource, indent=2) + "\n"}
 
 
 def sleep_line(seconds: int) -> str:
@@ -294,10 +358,11 @@ def run_script(
     if not bin_dir.exists():
         make_bin(tmp_path)
 
+    # The script's own settings (CAPTURE_*, VALIDATION_*) come from the test alone.
     full_env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("CAPTURE_") and key not in LOGIN_ENVIRONMENT
+        if not key.startswith(("CAPTURE_", "VALIDATION_")) and key not in LOGIN_ENVIRONMENT
     }
     full_env |= FAST_ENV
     full_env |= env or {}
@@ -325,6 +390,15 @@ def run_script(
 
 def capture_args(subscription: str | None = None) -> list[str]:
     args = ["capture", "--resource-group", RG, "--vm", VM]
+    if subscription is not None:
+        args += ["--subscription", subscription]
+    return args
+
+
+def collect_args(*run_commands: str, subscription: str | None = None) -> list[str]:
+    args = ["collect", "--resource-group", RG, "--vm", TEST_VM]
+    for name in run_commands:
+        args += ["--run-command", name]
     if subscription is not None:
         args += ["--subscription", subscription]
     return args

@@ -982,10 +982,10 @@ def test_last_poll_is_shortened_to_land_on_the_timeout(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "missing action: expected 'capture' or 'delete'"),
+        ([], "missing action: expected 'capture', 'collect' or 'delete'"),
         (
             ["generalize", "--resource-group", RG, "--vm", VM],
-            "unknown action 'generalize': expected 'capture' or 'delete'",
+            "unknown action 'generalize': expected 'capture', 'collect' or 'delete'",
         ),
         (["capture", "--vm", VM], "missing required flag --resource-group"),
         (["capture", "--resource-group", RG], "missing required flag --vm"),
@@ -1002,6 +1002,10 @@ def test_last_poll_is_shortened_to_land_on_the_timeout(tmp_path: Path) -> None:
             "unknown argument '--name'",
         ),
         (["delete", "--resource-group", RG], "missing required flag --vm"),
+        (
+            ["capture", "--resource-group", RG, "--vm", VM, "--run-command", "validate"],
+            "--run-command is only for 'collect'",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_flag(
@@ -1079,12 +1083,15 @@ def test_defaults_apply_when_the_environment_is_unset(tmp_path: Path) -> None:
 
 USAGE = (
     "usage: capture.sh capture --resource-group RG --vm NAME [--subscription SUB]\n"
+    "       capture.sh collect --resource-group RG --vm NAME --run-command NAME"
+    " [--run-command NAME ...] [--subscription SUB]\n"
     "       capture.sh delete  --resource-group RG --vm NAME [--subscription SUB]\n"
 )
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["-h"], ["capture", "--help"], ["delete", "--vm", VM, "-h"]]
+    "args",
+    [["--help"], ["-h"], ["capture", "--help"], ["delete", "--vm", VM, "-h"], ["collect", "-h"]],
 )
 def test_help_prints_usage_and_succeeds(tmp_path: Path, args: list[str]) -> None:
     result = run_script(tmp_path, args)
