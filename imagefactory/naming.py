@@ -117,6 +117,21 @@ class Names:
     def builder_nic(self, image: str, version: str) -> str:
         return _fit(f"{self.prefix}-bld-{image}-{version_slug(version)}-nic", NIC_MAX)
 
+    def test_vm(self, image: str, version: str, os: str) -> str:
+        """The validation test VM: its computer name too, which the checks compare."""
+        if os == "windows":
+            return f"tst{short_hash(self.prefix, image, version, 'test', length=10)}"
+        slug = re.sub(r"[_.]+", "-", image)
+        return _fit(f"{self.prefix}-tst-{slug}-{version_slug(version)}", LINUX_VM_MAX)
+
+    def test_vm_nic(self, image: str, version: str) -> str:
+        return _fit(f"{self.prefix}-tst-{image}-{version_slug(version)}-nic", NIC_MAX)
+
+    def staging_gallery(self) -> str:
+        """The build group's gallery where Trusted Launch builds wait for validation: gallery
+        names take letters, digits, '.' and '_' only."""
+        return _fit(f"{self.prefix.replace('-', '_')}_staging", GALLERY_MAX).replace("-", "_")
+
     def managed_image(self, image: str, version: str) -> str:
         return _fit(f"{self.prefix}-{image}-{version}", MANAGED_IMAGE_MAX)
 
@@ -173,11 +188,29 @@ def virtual_machine_id(subscription_id: str, resource_group: str, name: str) -> 
     return arm_id(subscription_id, resource_group, f"Microsoft.Compute/virtualMachines/{name}")
 
 
+def staging_version_id(subscription_id: str, *, names: Names, image: str, version: str) -> str:
+    return arm_id(
+        subscription_id,
+        names.build_group,
+        f"Microsoft.Compute/galleries/{names.staging_gallery()}/images/{image}/versions/{version}",
+    )
+
+
 def version_source_id(
-    subscription_id: str, *, names: Names, image: str, version: str, os: str, from_vm: bool
+    subscription_id: str,
+    *,
+    names: Names,
+    image: str,
+    version: str,
+    os: str,
+    from_vm: bool,
+    staged: bool = False,
 ) -> str:
-    """What a gallery version is published from: the builder VM (Trusted Launch) or the
-    managed image. Computed from names only, so retiring the builder changes nothing."""
+    """What a gallery version is published from: the builder VM (Trusted Launch), or the
+    validated staging version of a Trusted Launch build (`staged`), or the managed image.
+    Computed from names only, so retiring the builder changes nothing."""
+    if staged:
+        return staging_version_id(subscription_id, names=names, image=image, version=version)
     if from_vm:
         return virtual_machine_id(
             subscription_id, names.build_group, names.builder_vm(image, version, os)
@@ -185,6 +218,11 @@ def version_source_id(
     return managed_image_id(
         subscription_id, names.images_group, names.managed_image(image, version)
     )
+
+
+ROLE_TAG = "imagefactory-role"
+TEST_VM_ROLE = "test-vm"
+"""The role tag of a validation test VM and its NIC (builders have none)."""
 
 
 def tags(

@@ -62,6 +62,9 @@ class BuildSpec:
     os_disk_size_key: str
     trusted_launch: bool
     security_key: str
+    test_vm_size: str | None = None
+    """The validation test VM's own size (images[].validation.vmSize); None: the builder's."""
+    test_vm_size_key: str = ""
 
 
 @dataclass
@@ -90,6 +93,8 @@ def check(
         base_facts = _base_image(found, facts, i, image, location, build)
         if build is not None and location is not None:
             _builder_size(found, facts, i, image, build, location, base_facts)
+            if build.test_vm_size is not None and build.test_vm_size != build.vm_size:
+                _test_vm_size(found, facts, image, build, location)
     for kind, n, consumer, image in consumers:
         _consumer_size(found, facts, kind, n, consumer, image)
     return found
@@ -336,6 +341,38 @@ def _builder_size(
             f"{build.os_disk_type_key}: {build.os_disk_type!r} needs a VM size with premium "
             f"storage, and {what} is {build.vm_size!r}, which has none (PremiumIO False); "
             f"use 'StandardSSD_LRS'{hint}"
+        )
+
+
+def _test_vm_size(
+    found: Findings, facts: Facts, image: Image, build: BuildSpec, location: str
+) -> None:
+    """The validation test VM boots the new image like a consumer: the same rules as the
+    builder's size, with the builder's security type and OS disk type."""
+    assert build.test_vm_size is not None
+    size = facts.size(build.test_vm_size, location)
+    what = f"the validation test VM of image {image.name!r}"
+    if size is None:
+        found.warn(
+            f"{build.test_vm_size_key}: "
+            + _not_known(facts, "generations, architecture and storage", build.test_vm_size)
+        )
+        return
+    for line in _size_rules(
+        size,
+        build.test_vm_size_key,
+        location,
+        image=image,
+        generation=image.generation,
+        trusted_launch=build.trusted_launch,
+        what=what,
+    ):
+        found.problem(line)
+    if size.offered and build.os_disk_type in PREMIUM_DISKS and not size.premium_io:
+        found.problem(
+            f"{build.test_vm_size_key}: {build.test_vm_size!r} has no premium storage "
+            f"(PremiumIO False), and the test VM's OS disk is {build.os_disk_type!r} like the "
+            f"builder's ({build.os_disk_type_key}); choose a premium-capable size"
         )
 
 

@@ -386,6 +386,21 @@ class Version(_Model):
         return any(t.name == region for t in self.regions)
 
 
+class ImageValidation(_Model):
+    """How one image's new versions are validated on a test VM before they are published."""
+
+    vm_size: Str | None = None
+    """The test VM's size; default: the image's builder size."""
+    scripts: tuple[Str, ...] = ()
+    """Extra check scripts under scripts/, run after the common checks and the image's own
+    (scripts/<os>/validate/ files named like its provision scripts); default none."""
+
+    @field_validator("vm_size")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        return None if value is None else _check_vm_size(value)
+
+
 class Image(_Model):
     """One gallery image definition and the versions published from it."""
 
@@ -400,6 +415,7 @@ class Image(_Model):
     base_image: BaseImage | None = None
     builder: Builder = Builder()
     scripts: tuple[Str, ...] | None = None
+    validation: ImageValidation = ImageValidation()
     versions: tuple[Version, ...] = Field(min_length=1)
 
     @field_validator("name")
@@ -438,6 +454,18 @@ class Image(_Model):
         folder = SCRIPTS_DIR / self.os / "provision"
         suffix = SCRIPT_SUFFIX[self.os]
         return tuple(str(p.relative_to(SCRIPTS_DIR)) for p in sorted(folder.glob(f"*{suffix}")))
+
+    @property
+    def validation_paths(self) -> tuple[str, ...]:
+        """The image's own checks, relative to scripts/: each provision script's namesake in
+        scripts/<os>/validate/ (provision/20-webserver.sh -> validate/20-webserver.sh), in
+        provisioning order, then `validation.scripts`."""
+        own = []
+        for path in self.script_paths:
+            namesake = SCRIPTS_DIR / self.os / "validate" / path.rsplit("/", 1)[-1]
+            if namesake.is_file():
+                own.append(str(namesake.relative_to(SCRIPTS_DIR)))
+        return (*own, *(p for p in self.validation.scripts if p not in own))
 
     def newest(self) -> Version | None:
         """The version 'latest' resolves to: the highest one not excluded from latest."""
@@ -498,6 +526,14 @@ class BuilderDefaults(_Model):
     @classmethod
     def _size(cls, value: str) -> str:
         return _check_vm_size(value)
+
+
+class Validation(_Model):
+    """The stack's validation stage: a test VM from each new image, checked before the
+    version is published (scripts/<os>/validate.*)."""
+
+    enabled: bool = True
+    """False skips the test VMs: versions publish straight after capture; default true."""
 
 
 class Capture(_Model):
@@ -686,6 +722,7 @@ class Settings(_Model):
     network: Network = Network()
     builder: BuilderDefaults = BuilderDefaults()
     capture: Capture = Capture()
+    validation: Validation = Validation()
     replication_timeout_minutes: int = Field(default=240, ge=10, le=1440)
     gallery: Gallery
     images: tuple[Image, ...] = Field(min_length=1)
@@ -779,6 +816,8 @@ def build_spec(index: int, image: Image, defaults: BuilderDefaults | None) -> pr
         else _key(("builder", "osDiskSizeGb")),
         trusted_launch=own.security_type == "TrustedLaunch",
         security_key=_key((*at, "securityType")),
+        test_vm_size=image.validation.vm_size,
+        test_vm_size_key=_key(("images", index, "validation", "vmSize")),
     )
 
 
@@ -931,6 +970,19 @@ def _image_rules(i: int, image: Image, location: str | None) -> list[str]:
             f"{_key((*at, 'scripts'))}: no provisioning scripts; add files to "
             f"scripts/{image.os}/provision/ or list them here"
         )
+    for j, script in enumerate(image.validation.scripts):
+        key = _key((*at, "validation", "scripts", j))
+        if not script.endswith(suffix):
+            problems.append(
+                f"{key}: {script!r} is not a {image.os} script; {image.os} images run "
+                f"{suffix} files"
+            )
+        elif not (SCRIPTS_DIR / script).is_file():
+            problems.append(f"{key}: {script!r} does not exist under scripts/")
+    for dupe in _duplicates(image.validation.scripts):
+        problems.append(
+            f"{_key((*at, 'validation', 'scripts'))}: {dupe!r} is listed more than once"
+        )
     for dupe in _duplicates(v.version for v in image.versions):
         problems.append(
             f"{_key((*at, 'versions'))}: version {dupe!r} is listed more than once; each "
@@ -1046,16 +1098,25 @@ def _orphaned(kind: str, index: int, consumer: ScaleSet | VmGroup) -> str:
     )
 
 
-def _network_rules(network: Network, builders: int, consumers: Mapping[str, int]) -> list[str]:
+def _network_rules(
+    network: Network, builders: int, consumers: Mapping[str, int], *, test_vms: bool = False
+) -> list[str]:
     """CIDRs: private IPv4, subnet inside its space, at least a /29, room for every NIC.
 
-    `builders`: active builder VMs (one NIC each, in the build subnet); `consumers`: VMs
-    per region (each region's network uses the same consumer subnet).
+    `builders`: active builder VMs (one NIC each, in the build subnet), each with a test
+    VM when `test_vms`; `consumers`: VMs per region (each region's network uses the same
+    consumer subnet).
     """
     problems: list[str] = []
     busiest = max(consumers.items(), key=lambda kv: kv[1], default=("", 0))
+    build_nics = builders * 2 if test_vms else builders
     need = {
-        "builderSubnet": (builders, f"{builders} active builder(s)"),
+        "builderSubnet": (
+            build_nics,
+            f"{builders} active builder(s) and their test VM(s)"
+            if test_vms
+            else f"{builders} active builder(s)",
+        ),
         "consumerSubnet": (busiest[1], f"the scale set instances and VMs in {busiest[0]!r}"),
     }
     pairs = (
@@ -1249,8 +1310,10 @@ def _rules(
         per_region[ss.region] = per_region.get(ss.region, 0) + ss.most_instances
     for _, group in vm_groups:
         per_region[group.region] = per_region.get(group.region, 0) + group.count
+    validating = parsed.validation.enabled if parsed is not None else True
     if network is not None:
-        problems.extend(_network_rules(network, active, per_region))
+        # A validated build has a test VM beside its builder, in the same subnet.
+        problems.extend(_network_rules(network, active, per_region, test_vms=validating))
     if all(isinstance(k, str) for k in tags):
         problems.extend(rules.tags(_key(("tags",)), {k: str(v) for k, v in tags.items()}))
     problems.extend(rules.duplicate_principals(_key(("gallery", "sharing")), principals))

@@ -366,7 +366,11 @@ CASES: list[tuple[str, list[tuple[str, Any]], str]] = [
     ),
     (
         "another architecture than the base",
-        [("images.3.architecture", "Arm64"), ("images.3.builder", {"vmSize": "Standard_D2ps_v5"})],
+        [
+            ("images.3.architecture", "Arm64"),
+            ("images.3.builder", {"vmSize": "Standard_D2ps_v5"}),
+            ("images.3.validation", {"vmSize": "Standard_D2ps_v5"}),
+        ],
         "imagefactory:images[3].architecture: 'Arm64' does not match its base 'hardened', which "
         "is 'x64'; a VM boots what its base is, so use architecture: x64",
     ),

@@ -56,6 +56,7 @@ SKUS = {
     "value": [
         _sku("Standard_D2s_v5", {**X64, "vCPUs": "2", "MemoryGB": "8"}),
         _sku("Standard_D4s_v5", X64),
+        _sku("Standard_D2as_v5", X64),
         _sku("Standard_B1s", X64),
         _sku("Standard_D2_v3", {**X64, "HyperVGenerations": "V1", "PremiumIO": "False"}),
         _sku(
@@ -392,6 +393,7 @@ def test_refresh_writes_what_the_snapshot_reads(stub: Stub, tmp_path: Path) -> N
     assert sorted(fresh.sizes) == [
         "standard_b1s",
         "standard_d2_v3",
+        "standard_d2as_v5",
         "standard_d2s_v5",
         "standard_d4s_v5",
         "standard_d8s_v5",

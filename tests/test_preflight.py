@@ -406,6 +406,46 @@ CASES: list[tuple[str, list[tuple[str, Any]], list[str]]] = [
         ],
     ),
     (
+        "builder subnet without room for the test VMs",
+        [
+            ("network", {"builderSubnet": "10.42.1.0/29"}),
+            ("images.2.versions.0.builder", "retired"),
+        ],
+        [
+            "imagefactory:network.builderSubnet: '10.42.1.0/29' has 3 usable addresses (Azure "
+            "reserves 5), but 3 active builder(s) and their test VM(s) need 6; use a larger "
+            "subnet"
+        ],
+    ),
+    (
+        "test VM size that cannot boot the image",
+        [("images.0.validation", {"vmSize": "Standard_D2_v3"})],
+        [
+            "imagefactory:images[0].validation.vmSize: 'Standard_D2_v3' cannot boot the "
+            "validation test VM of image 'webserver' (generation V2); it boots V1 only "
+            "(HyperVGenerations); allowed: a size whose HyperVGenerations include V2, such as "
+            "'Standard_D2s_v5'",
+            "imagefactory:images[0].validation.vmSize: 'Standard_D2_v3' has no premium storage "
+            "(PremiumIO False), and the test VM's OS disk is 'Premium_LRS' like the builder's "
+            "(imagefactory:builder.osDiskType); choose a premium-capable size",
+        ],
+    ),
+    (
+        "validation script of the other OS",
+        [("images.1.validation", {"scripts": ["linux/validate/20-webserver.sh"]})],
+        [
+            "imagefactory:images[1].validation.scripts[0]: 'linux/validate/20-webserver.sh' is "
+            "not a windows script; windows images run .ps1 files"
+        ],
+    ),
+    (
+        "validation script that does not exist",
+        [("images.0.validation", {"scripts": ["linux/validate/missing.sh"]})],
+        [
+            "imagefactory:images[0].validation.scripts[0]: 'linux/validate/missing.sh' does not exist under scripts/"
+        ],
+    ),
+    (
         "subnet full",
         [("network", {"consumerSubnet": "10.60.1.0/29"})],
         [
@@ -510,10 +550,20 @@ GOOD: list[tuple[str, list[tuple[str, Any]]]] = [
         [("tags", {**{f"t{n}": "v" for n in range(43)}, "n" * 512: "v", "team": "v" * 256})],
     ),
     (
-        "a /29 builder subnet for 3 builders",
+        "a /29 builder subnet for 3 builders, validation off",
         [
             ("network", {"builderSubnet": "10.42.1.0/29"}),
             ("images.2.versions.0.builder", "retired"),
+            ("validation", {"enabled": False}),
+        ],
+    ),
+    (
+        "a /29 builder subnet for 1 builder and its test VM",
+        [
+            ("network", {"builderSubnet": "10.42.1.0/29"}),
+            ("images.1.versions.0.builder", "retired"),
+            ("images.2.versions.0.builder", "retired"),
+            ("images.3.versions.0.builder", "retired"),
         ],
     ),
     ("Windows OS disk of exactly 127 GiB", [("builder.osDiskSizeGb", 127)]),

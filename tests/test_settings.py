@@ -31,7 +31,7 @@ GALLERY_RULE = (
 )
 PRIVATE = "use 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
 TOP_KEYS = (
-    "location, namePrefix, protection, tags, network, builder, capture, "
+    "location, namePrefix, protection, tags, network, builder, capture, validation, "
     "replicationTimeoutMinutes, gallery, images, scaleSets, vmGroups, userDataSecrets, audit"
 )
 
