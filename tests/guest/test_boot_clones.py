@@ -3,9 +3,11 @@ NoCloud seed, and check from their serial consoles and forwarded HTTP ports
 that each got its own identity and that the web server image works.
 
 Each clone also runs the validation scripts the program runs on its Azure test VM
-(scripts/linux/validate.sh, then scripts/linux/validate/20-webserver.sh) and reports
-their JSON lines: they pass on both clones, and fail, naming the check, on a third clone
-booted from the same image with the builder's machine-id left in."""
+(scripts/linux/validate.sh, then the namesakes of the provision scripts,
+scripts/linux/validate/10-base.sh and 20-webserver.sh, then the extra check
+validate/listening-ports.sh) and reports their JSON lines: they pass on both clones, and
+validate.sh fails, naming the check, on a third clone booted from the same image with the
+builder's machine-id left in."""
 
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ BROKEN = "clone-broken"
 ADMIN = "azureuser"
 VALIDATE = REPO / "scripts/linux/validate.sh"
 WEBSERVER_CHECK = REPO / "scripts/linux/validate/20-webserver.sh"
+BASE_CHECK = REPO / "scripts/linux/validate/10-base.sh"
+PORTS_CHECK = REPO / "scripts/linux/validate/listening-ports.sh"
 BOOT_TIMEOUT_S = 480
 HTTP_TIMEOUT_S = 60
 MARKER_RE = re.compile(r"IMAGEFACTORY-([A-Z-]+)=(\S*)")
@@ -63,6 +67,19 @@ bash /usr/local/sbin/imagefactory-validate.sh >/run/validate.out 2>/run/validate
 validate_rc=$?
 bash /usr/local/sbin/imagefactory-check-webserver.sh >/run/web.out 2>/run/web.err
 web_rc=$?
+bash /usr/local/sbin/imagefactory-check-base.sh >/run/base.out 2>/run/base.err
+base_rc=$?
+# As on Ubuntu 24.04 before anyone connects (ssh.socket): no /run/sshd. Here /run is an
+# empty tmpfs in a private mount namespace, so only sshd's checks say anything (the
+# redirection is opened before it, in the real /run).
+unshare --mount --propagation private -- sh -c 'mount -t tmpfs tmpfs /run && \
+  exec bash /usr/local/sbin/imagefactory-check-base.sh' >/run/base-no-privsep.out 2>&1
+# The web server image serves SSH and HTTP; with the default (SSH only) nginx is unexpected.
+ALLOWED_PORTS='22/tcp 80/tcp' bash /usr/local/sbin/imagefactory-check-ports.sh \
+  >/run/ports.out 2>/run/ports.err
+ports_rc=$?
+bash /usr/local/sbin/imagefactory-check-ports.sh >/run/ports-ssh-only.out 2>&1
+ports_ssh_only_rc=$?
 {
   echo
   echo "IMAGEFACTORY-VALIDATE-RC=$validate_rc"
@@ -70,6 +87,15 @@ web_rc=$?
   echo "IMAGEFACTORY-VALIDATE-ERR=$(base64 -w0 /run/validate.err)"
   echo "IMAGEFACTORY-WEB-RC=$web_rc"
   echo "IMAGEFACTORY-WEB=$(base64 -w0 /run/web.out)"
+  echo "IMAGEFACTORY-BASE-RC=$base_rc"
+  echo "IMAGEFACTORY-BASE=$(base64 -w0 /run/base.out)"
+  echo "IMAGEFACTORY-BASE-ERR=$(base64 -w0 /run/base.err)"
+  echo "IMAGEFACTORY-BASE-NO-PRIVSEP=$(base64 -w0 /run/base-no-privsep.out)"
+  echo "IMAGEFACTORY-PORTS-RC=$ports_rc"
+  echo "IMAGEFACTORY-PORTS=$(base64 -w0 /run/ports.out)"
+  echo "IMAGEFACTORY-PORTS-ERR=$(base64 -w0 /run/ports.err)"
+  echo "IMAGEFACTORY-PORTS-SSH-ONLY-RC=$ports_ssh_only_rc"
+  echo "IMAGEFACTORY-PORTS-SSH-ONLY=$(base64 -w0 /run/ports-ssh-only.out)"
   echo "IMAGEFACTORY-REPORT-DONE=1"
 } >/dev/ttyS0
 """
@@ -115,6 +141,8 @@ def user_data(hostname: str, admin_key: str, builder_identity: str) -> str:
             WEBSERVER_CHECK.read_text(),
             "0700",
         )
+        + _file("/usr/local/sbin/imagefactory-check-base.sh", BASE_CHECK.read_text(), "0700")
+        + _file("/usr/local/sbin/imagefactory-check-ports.sh", PORTS_CHECK.read_text(), "0700")
         + _file(
             "/etc/imagefactory-validate.env",
             validation_env(hostname, admin_key, builder_identity),
@@ -369,6 +397,81 @@ def test_webserver_check_passes_on_each_good_clone(booted: list[Booted]) -> None
     for b in booted:
         assert b.checks("WEB") == {"webserver.nginx": True, "webserver.page": True}
         assert b.markers["WEB-RC"] == "0"
+
+
+BASE_CHECKS = {
+    "base.sshd-password-login": True,
+    "base.sshd-kbd-interactive-login": True,
+    "base.sshd-empty-passwords": True,
+    "base.sshd-root-login": True,
+    "base.unattended-upgrades": True,
+    "base.packages": True,
+}
+SSHD_DETAILS = {
+    "base.sshd-password-login": "sshd -T: passwordauthentication no",
+    "base.sshd-kbd-interactive-login": "sshd -T: kbdinteractiveauthentication no",
+    "base.sshd-empty-passwords": "sshd -T: permitemptypasswords no",
+    "base.sshd-root-login": "sshd -T: permitrootlogin no",
+}
+
+
+def details(b: Booted, marker: str) -> dict[str, str]:
+    return {r["check"]: r["detail"] for r in b.records(marker) if "check" in r}
+
+
+def test_base_check_passes_on_each_good_clone(booted: list[Booted]) -> None:
+    for b in booted:
+        errors = base64.b64decode(b.markers["BASE-ERR"]).decode()
+        assert b.checks("BASE") == BASE_CHECKS, errors
+        assert b.markers["BASE-RC"] == "0", errors
+        found = details(b, "BASE")
+        assert {k: found[k] for k in SSHD_DETAILS} == SSHD_DETAILS
+        assert found["base.unattended-upgrades"] == (
+            "apt-config: APT::Periodic Update-Package-Lists=1 Unattended-Upgrade=1 "
+            "AutocleanInterval=7; apt-daily.timer apt-daily-upgrade.timer enabled and active"
+        )
+        assert re.fullmatch(
+            r"ca-certificates=\S+ unattended-upgrades=\S+ openssh-server=1:9\.\S+",
+            found["base.packages"],
+        ), found["base.packages"]
+
+
+def test_base_check_reads_sshd_without_its_runtime_directory(booted: list[Booted]) -> None:
+    """No /run/sshd (ssh.socket, nobody connected yet): `sshd -T` still answers."""
+    for b in booted:
+        found = details(b, "BASE-NO-PRIVSEP")
+        assert {k: found.get(k) for k in SSHD_DETAILS} == SSHD_DETAILS
+        assert {k: v for k, v in b.checks("BASE-NO-PRIVSEP").items() if k in SSHD_DETAILS} == {
+            k: True for k in SSHD_DETAILS
+        }
+
+
+def test_listening_ports_check_passes_with_ssh_and_http_allowed(booted: list[Booted]) -> None:
+    for b in booted:
+        errors = base64.b64decode(b.markers["PORTS-ERR"]).decode()
+        assert b.checks("PORTS") == {"ports.listening": True}, errors
+        assert b.markers["PORTS-RC"] == "0", errors
+        assert details(b, "PORTS") == {
+            "ports.listening": "listening: 22/tcp on 0.0.0.0 (sshd), 22/tcp on [::] (sshd), "
+            "80/tcp on 0.0.0.0 (nginx), 80/tcp on [::] (nginx), 68/udp on 0.0.0.0 (dhclient); "
+            "on loopback only: nothing; allowed: 22/tcp 80/tcp 68/udp"
+        }
+
+
+def test_listening_ports_check_names_nginx_when_only_ssh_is_allowed(
+    booted: list[Booted],
+) -> None:
+    for b in booted:
+        assert b.checks("PORTS-SSH-ONLY") == {"ports.listening": False}
+        assert b.markers["PORTS-SSH-ONLY-RC"] == "1"
+        (detail,) = details(b, "PORTS-SSH-ONLY").values()
+        unexpected = detail.split("; ")[0]
+        assert re.fullmatch(
+            r"unexpected: 80/tcp on 0\.0\.0\.0 \(nginx pid \d+(, nginx pid \d+)*\), "
+            r"80/tcp on \[::\] \(nginx pid \d+(, nginx pid \d+)*\)",
+            unexpected,
+        ), detail
+        assert detail.endswith("; allowed: 22/tcp 68/udp")
 
 
 def test_validation_fails_on_a_clone_with_the_builders_machine_id(
