@@ -22,6 +22,7 @@ from components.gallery import Gallery
 from components.groups import ResourceGroups
 from components.image_version import ImageVersion
 from components.network import build_network, consumer_network
+from components.staging import StagingGallery
 from imagefactory import contract, naming, pulumi_engine, stackconfig, userdata
 from imagefactory.settings import LATEST, ScaleSet
 
@@ -70,6 +71,27 @@ if groups.build is not None:
         subnet_prefix=net.builder_subnet,
         tags=naming.tags(settings.tags, stack=stack, temporary=True),
     )
+    # Trusted Launch builds have no managed image to test: they wait for validation as a
+    # version in a staging gallery of the build group (components/staging.py).
+    staged_images = [
+        i
+        for i in settings.images
+        if settings.validation.enabled
+        and builders[i.name].security_type == "TrustedLaunch"
+        and any(v.builder == "active" for v in i.versions)
+    ]
+    staging = (
+        StagingGallery(
+            "staging",
+            gallery_name=names.staging_gallery(),
+            images=staged_images,
+            resource_group_name=groups.build.name,
+            location=location,
+            tags=naming.tags(settings.tags, stack=stack, temporary=True),
+        )
+        if staged_images
+        else None
+    )
     placement = BuildPlacement(
         names,
         location,
@@ -77,6 +99,7 @@ if groups.build is not None:
         images_group,
         builders_net.subnet.id,
         subscription_id,
+        staging,
     )
 
 gallery = Gallery(
@@ -108,6 +131,8 @@ for image in settings.build_order():
     for spec in image.versions:
         key = f"{image.name}-{spec.version}"
         builder_tl = builders[image.name].security_type == "TrustedLaunch"
+        # A validated Trusted Launch build is copied from its staging version.
+        staged = builder_tl and settings.validation.enabled
         build = None
         if spec.builder == "active":
             assert placement is not None
@@ -135,6 +160,7 @@ for image in settings.build_order():
                 version=spec.version,
                 os=image.os,
                 from_vm=builder_tl,
+                staged=staged,
             )
         )
         version = ImageVersion(
@@ -145,11 +171,12 @@ for image in settings.build_order():
             resource_group_name=images_group,
             location=location,
             source_id=source_id,
-            source_is_vm=builder_tl,
+            source_is_vm=builder_tl and not staged,
             built_by=[build.done] if build else [],
             replication_timeout_minutes=settings.replication_timeout_minutes,
             protection=protection,
             tags=naming.tags(settings.tags, stack=stack, image=image.name, version=spec.version),
+            validated=build.validation.results.stdout if build and build.validation else None,
         )
         published[(image.name, spec.version)] = version
         managed = build.managed_image if build else None
@@ -157,6 +184,7 @@ for image in settings.build_order():
             version.version.id,
             [t.name for t in spec.regions],
             managed.image.id if managed else None,
+            version.validation,
         )
     newest = image.newest()
     image_outputs[image.name] = contract.image_output(

@@ -8,12 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
+from pulumi_azure_native import compute
 
 from components.builder import BuilderArgs, BuilderVm
 from components.generalization import Generalization
 from components.managed_image import ManagedImage
 from components.provisioning import Provisioning
-from imagefactory import chain, naming, scripts
+from components.staging import StagingGallery, staging_version
+from components.validation import TestVmArgs, Validation
+from imagefactory import chain, naming, scripts, validation
 from imagefactory.naming import Names
 from imagefactory.settings import Image, Settings, Version
 
@@ -49,6 +52,9 @@ class BuildPlacement:
     images_group: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
+    staging: StagingGallery | None = None
+    """Where Trusted Launch builds wait for validation; None when validation is off or no
+    Trusted Launch image is being built."""
 
 
 class ImageBuild(pulumi.ComponentResource):
@@ -60,8 +66,12 @@ class ImageBuild(pulumi.ComponentResource):
 
     builder: BuilderVm
     managed_image: ManagedImage | None
+    staging: compute.GalleryImageVersion | None
+    """A Trusted Launch build's staging version, when it is validated."""
+    validation: Validation | None
     done: pulumi.Resource
-    """What the gallery version waits for: the managed image, or the capture command."""
+    """What the gallery version waits for: the validation's results, or (validation off)
+    the managed image or the capture command."""
 
     def __init__(
         self,
@@ -154,8 +164,13 @@ class ImageBuild(pulumi.ComponentResource):
             opts=child,
         )
         self.managed_image = None
+        self.staging = None
+        self.validation = None
         self.done = generalization.capture
-        if builder.security_type != "TrustedLaunch":
+        tested: pulumi.Resource | None = None
+        tested_id: pulumi.Input[str] | None = None
+        trusted_launch = builder.security_type == "TrustedLaunch"
+        if not trusted_launch:
             # Azure refuses managed images of Trusted Launch VMs; those publish from the VM.
             self.managed_image = ManagedImage(
                 f"{name}-capture",
@@ -169,9 +184,65 @@ class ImageBuild(pulumi.ComponentResource):
                 opts=child,
             )
             self.done = self.managed_image.image
+            tested, tested_id = self.managed_image.image, self.managed_image.image.id
+        elif settings.validation.enabled:
+            assert placement.staging is not None, "validated Trusted Launch builds need staging"
+            self.staging = staging_version(
+                f"{name}-staging",
+                version=version.version,
+                definition=placement.staging.definitions[image.name],
+                gallery_name=placement.staging.gallery.name,
+                resource_group_name=placement.build_group,
+                location=placement.location,
+                vm=vm,
+                captured=generalization.capture,
+                tags=tags,
+                parent=self,
+            )
+            tested, tested_id = self.staging, self.staging.id
+        if settings.validation.enabled:
+            assert tested is not None and tested_id is not None
+            test_vm = names.test_vm(image.name, version.version, image.os)
+            checks = validation.checks(
+                image=image, version=version.version, hostname=test_vm, admin_username=admin
+            )
+            self.validation = Validation(
+                f"{name}-validate",
+                args=TestVmArgs(
+                    os=image.os,
+                    base_image=image.base,
+                    image_id=tested_id,
+                    trusted_launch=trusted_launch,
+                    vm_size=image.validation.vm_size or str(builder.vm_size),
+                    os_disk_type=str(builder.os_disk_type),
+                    vm_name=test_vm,
+                    nic_name=names.test_vm_nic(image.name, version.version),
+                    admin_username=admin,
+                    resource_group_name=placement.build_group,
+                    location=placement.location,
+                    subnet_id=placement.subnet_id,
+                    tags={**tags, naming.ROLE_TAG: naming.TEST_VM_ROLE},
+                ),
+                checks=checks,
+                collect=scripts.collect_command(
+                    resource_group=names.build_group,
+                    vm_name=test_vm,
+                    run_commands=[
+                        naming.run_command_name(i, c.name) for i, c in enumerate(checks, 1)
+                    ],
+                    max_tries=capture.max_tries,
+                    backoff_seconds=capture.backoff_seconds,
+                ),
+                subscription_id=placement.subscription_id,
+                image=tested,
+                timeout_seconds=timeout,
+                opts=child,
+            )
+            self.done = self.validation.results
         self.register_outputs(
             {
                 "vmId": vm.vm_id,
                 "managedImageId": self.managed_image.image.id if self.managed_image else None,
+                "testVmId": self.validation.test_vm.id if self.validation else None,
             }
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pulumi
 from pulumi_azure_native import authorization, compute
@@ -28,6 +29,43 @@ def _share_key(principal_id: str, everyone: Sequence[str]) -> str:
 
 def _reader_assignment_name(gallery_key: str, *, principal_id: str) -> str:
     return naming.role_assignment_name(gallery_key, principal_id, naming.READER_ROLE_ID)
+
+
+def definition_shape(image: Image) -> dict[str, Any]:
+    """The GalleryImage arguments that say what an image is (identifier, OS, generation,
+    architecture, security type, purchase plan); fixed once the definition exists."""
+    features = []
+    if image.security_type != "Standard":
+        features.append(
+            compute.GalleryImageFeatureArgs(name="SecurityType", value=image.security_type)
+        )
+    return {
+        "identifier": compute.GalleryImageIdentifierArgs(
+            publisher=image.identifier.publisher,
+            offer=image.identifier.offer,
+            sku=image.identifier.sku,
+        ),
+        "os_type": (
+            compute.OperatingSystemTypes.LINUX
+            if image.os == "linux"
+            else compute.OperatingSystemTypes.WINDOWS
+        ),
+        "os_state": compute.OperatingSystemStateTypes.GENERALIZED,
+        "hyper_v_generation": image.generation,
+        "architecture": image.architecture,
+        "features": features or None,
+        # A definition of a Marketplace plan image carries the plan, so Azure can check it
+        # on every VM created from its versions (marketplace-images).
+        "purchase_plan": (
+            compute.ImagePurchasePlanArgs(
+                name=image.base.plan.name,
+                product=image.base.plan.product,
+                publisher=image.base.plan.publisher,
+            )
+            if image.base.plan
+            else None
+        ),
+    }
 
 
 class Gallery(pulumi.ComponentResource):
@@ -65,42 +103,13 @@ class Gallery(pulumi.ComponentResource):
         )
         self.definitions = {}
         for image in images:
-            features = []
-            if image.security_type != "Standard":
-                features.append(
-                    compute.GalleryImageFeatureArgs(name="SecurityType", value=image.security_type)
-                )
             self.definitions[image.name] = compute.GalleryImage(
                 f"{name}-{image.name}",
                 gallery_image_name=image.name,
                 gallery_name=self.gallery.name,
                 resource_group_name=resource_group_name,
                 location=location,
-                identifier=compute.GalleryImageIdentifierArgs(
-                    publisher=image.identifier.publisher,
-                    offer=image.identifier.offer,
-                    sku=image.identifier.sku,
-                ),
-                os_type=(
-                    compute.OperatingSystemTypes.LINUX
-                    if image.os == "linux"
-                    else compute.OperatingSystemTypes.WINDOWS
-                ),
-                os_state=compute.OperatingSystemStateTypes.GENERALIZED,
-                hyper_v_generation=image.generation,
-                architecture=image.architecture,
-                features=features or None,
-                # A definition of a Marketplace plan image carries the plan, so Azure can
-                # check it on every VM created from its versions (marketplace-images).
-                purchase_plan=(
-                    compute.ImagePurchasePlanArgs(
-                        name=image.base.plan.name,
-                        product=image.base.plan.product,
-                        publisher=image.base.plan.publisher,
-                    )
-                    if image.base.plan
-                    else None
-                ),
+                **definition_shape(image),
                 description=image.description,
                 end_of_life_date=image.end_of_life_date,
                 tags={**tags, "imagefactory-image": image.name},

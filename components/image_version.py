@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import pulumi
 from pulumi_azure_native import compute
 
+from imagefactory import validation
 from imagefactory.settings import Version
 
 
@@ -34,8 +36,11 @@ class ImageVersion(pulumi.ComponentResource):
         replication_timeout_minutes: int,
         protection: pulumi.ResourceOptions,
         tags: Mapping[str, str],
+        validated: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`validated`: the stdout of the build's `capture.sh collect`, whose short form
+        (imagefactory.validation.tags) goes on the version beside `tags`."""
         super().__init__("imagefactory:publish:ImageVersion", name, None, opts)
         source = (
             compute.GalleryArtifactVersionFullSourceArgs(virtual_machine_id=source_id)
@@ -68,7 +73,18 @@ class ImageVersion(pulumi.ComponentResource):
             safety_profile=compute.GalleryImageVersionSafetyProfileArgs(
                 allow_deletion_of_replicated_locations=spec.allow_deletion_of_replicated_locations
             ),
-            tags=dict(tags),
+            tags={
+                **tags,
+                # Known keys, values from the results: Pulumi's ignore_changes resets a path
+                # inside a map only when the map itself is known (also in a preview).
+                **{
+                    key: pulumi.Output.from_input(validated).apply(
+                        functools.partial(validation.tag_value, key=key)
+                    )
+                    for key in validation.VALIDATION_TAGS[: validation.room_for(tags)]
+                    if validated is not None
+                },
+            },
             opts=pulumi.ResourceOptions.merge(
                 pulumi.ResourceOptions(
                     parent=self,
@@ -76,7 +92,8 @@ class ImageVersion(pulumi.ComponentResource):
                     # Published means immutable: a later builder change (another security
                     # type, a retired build) must never reach a version's source, which
                     # Azure refuses to change anyway (PropertyChangeNotAllowed).
-                    ignore_changes=["storageProfile.source"],
+                    # What validation read is kept as first written, for the same reason.
+                    ignore_changes=["storageProfile.source", *validation.ignored_tag_paths()],
                     # Replication to several regions outlives the provider's default.
                     custom_timeouts=pulumi.CustomTimeouts(
                         create=timeout, update=timeout, delete=timeout
@@ -86,3 +103,8 @@ class ImageVersion(pulumi.ComponentResource):
             ),
         )
         self.register_outputs({"id": self.version.id})
+
+    @property
+    def validation(self) -> pulumi.Output[dict | None]:
+        """What the version's tags say its validation read (contract.ValidationOutput)."""
+        return self.version.tags.apply(validation.from_tags)

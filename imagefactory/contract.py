@@ -10,7 +10,12 @@ names, never whole resources and never secrets.
     images               {image name: {
                             definitionId, os, generation, securityType, latestVersion,
                             versions: {version: {id, regions: [region, ...],
-                                                 managedImageId | None}}}}
+                                                 managedImageId | None,
+                                                 validation | None}}}}
+
+`validation` is what the version's test VM read, as its tags keep it (they outlive the
+test VM): {result, os, built, base, packages, keyPackages: {name: version}}; None for a
+version published without validation (see imagefactory/validation.py).
 """
 
 from __future__ import annotations
@@ -37,12 +42,23 @@ VERSIONS = "versions"
 VERSION_ID = "id"
 REGIONS = "regions"
 MANAGED_IMAGE_ID = "managedImageId"
+VALIDATION = "validation"
+
+
+class ValidationOutput(TypedDict):
+    result: str
+    os: str | None
+    built: str | None
+    base: str | None
+    packages: str | None
+    keyPackages: dict[str, str]
 
 
 class VersionOutput(TypedDict):
     id: str
     regions: list[str]
     managedImageId: str | None
+    validation: ValidationOutput | None
 
 
 class ImageOutput(TypedDict):
@@ -54,9 +70,16 @@ class ImageOutput(TypedDict):
     versions: dict[str, VersionOutput]
 
 
-def version_output(version_id: Any, regions: Sequence[str], managed_image_id: Any) -> dict:
-    """One entry of `images[name].versions` (ids may be Pulumi Outputs)."""
-    return {VERSION_ID: version_id, REGIONS: list(regions), MANAGED_IMAGE_ID: managed_image_id}
+def version_output(
+    version_id: Any, regions: Sequence[str], managed_image_id: Any, validation: Any = None
+) -> dict:
+    """One entry of `images[name].versions` (ids and the validation may be Pulumi Outputs)."""
+    return {
+        VERSION_ID: version_id,
+        REGIONS: list(regions),
+        MANAGED_IMAGE_ID: managed_image_id,
+        VALIDATION: validation,
+    }
 
 
 def image_output(

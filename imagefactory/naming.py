@@ -224,6 +224,17 @@ ROLE_TAG = "imagefactory-role"
 TEST_VM_ROLE = "test-vm"
 """The role tag of a validation test VM and its NIC (builders have none)."""
 
+# What a version's validation read, as tags on the version (imagefactory/validation.py), in
+# the order they are written and given up when the stack's own tags leave no room.
+VALIDATION_TAGS = (
+    "imagefactory-validation",
+    "imagefactory-os",
+    "imagefactory-built",
+    "imagefactory-base",
+    "imagefactory-packages",
+    "imagefactory-key-packages",
+)
+
 
 def tags(
     base: Mapping[str, str],

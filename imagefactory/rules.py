@@ -10,6 +10,8 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from imagefactory import naming
+
 NAMESPACE = "imagefactory"
 
 
@@ -85,15 +87,19 @@ TAGS_MAX = 50
 TAG_NAME_MAX = 512
 TAG_VALUE_MAX = 256
 TAG_NAME_FORBIDDEN = "<>%&\\?/"
-# What naming.tags adds to a resource at most: managed-by, imagefactory-stack, -image,
-# -version and -lifecycle.
+# What the program adds to a resource at most: managed-by, imagefactory-stack, -image,
+# -version and -lifecycle (naming.tags), and a test VM's role.
 PROGRAM_TAGS = (
     "managed-by",
     "imagefactory-stack",
     "imagefactory-image",
     "imagefactory-version",
     "imagefactory-lifecycle",
+    naming.ROLE_TAG,
 )
+# Names only the program writes: a version's validation tags give way to the stack's own
+# when room runs short, but a stack tag must never pass for a validation.
+RESERVED_TAGS = (*PROGRAM_TAGS, *naming.VALIDATION_TAGS)
 
 
 def tags(key: str, values: Mapping[str, str]) -> list[str]:
@@ -128,7 +134,7 @@ def tags(key: str, values: Mapping[str, str]) -> list[str]:
                 f"{TAG_VALUE_MAX}"
             )
         folded = name.lower()
-        if folded in PROGRAM_TAGS:
+        if folded in RESERVED_TAGS:
             problems.append(
                 f"{at}: {name!r} is a tag the program sets itself; allowed: any other name"
             )

@@ -191,6 +191,30 @@ def capture_command(
     )
 
 
+def collect_command(
+    *,
+    resource_group: str,
+    vm_name: str,
+    run_commands: Sequence[str],
+    max_tries: int,
+    backoff_seconds: int,
+) -> CaptureCommand:
+    """`capture.sh collect` for one test VM: read its checks' results from the Run
+    Commands' instance views (one JSON line on stdout), then deallocate it."""
+    script = load(CAPTURE_SCRIPT)
+    target = f"--resource-group {shlex.quote(resource_group)} --vm {shlex.quote(vm_name)}"
+    named = " ".join(f"--run-command {shlex.quote(n)}" for n in run_commands)
+    return CaptureCommand(
+        create=f"bash scripts/{CAPTURE_SCRIPT} collect {target} {named}",
+        delete="",
+        environment={
+            "CAPTURE_MAX_TRIES": str(max_tries),
+            "CAPTURE_BACKOFF_SECONDS": str(backoff_seconds),
+        },
+        script=script,
+    )
+
+
 def with_subscription(command: str, subscription_id: str) -> str:
     """The capture command pinned to one subscription (`--subscription` on every az call)."""
     return f"{command} --subscription {shlex.quote(subscription_id)}"

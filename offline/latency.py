@@ -64,6 +64,8 @@ DEALLOCATE = {"linux": Estimate(15, 60), "windows": Estimate(45, 120)}
 GENERALIZE = Estimate(1, 2)
 """`az vm generalize`: only marks the deallocated VM."""
 MANAGED_IMAGE = Estimate(6, 30)
+READ_CHECKS = Estimate(2, 10)
+"""[assumed] `capture.sh collect` reading the checks' instance views: one ARM read each."""
 
 # -- Gallery image version [issue], [ACG] ----------------------------------------------------
 VERSION_ONE_REGION = Estimate(460, 900)
@@ -104,7 +106,9 @@ SCRIPT_DEFAULTS: dict[str, float] = {
     # Validation on the test VM (issue 12): the common checks mostly wait for cloud-init
     # (Linux) to finish; the image's own checks fetch one page.
     "linux/validate.sh": 30,
+    "linux/validate/10-base.sh": 20,  # reads sshd -T, apt settings and timers, dpkg
     "linux/validate/20-webserver.sh": 20,
+    "linux/validate/listening-ports.sh": 20,  # one `ss` listing
     "windows/validate.ps1": 30,
     "windows/validate/10-iis.ps1": 20,
 }
@@ -132,6 +136,12 @@ def vm(os: OsKind) -> Estimate:
 def capture(os: OsKind) -> Estimate:
     """scripts/azure/capture.sh: wait for power-off, deallocate, generalize."""
     return DEALLOCATE[os] + GENERALIZE
+
+
+def collect(os: OsKind) -> Estimate:
+    """`capture.sh collect`: read each check's instance view (an ARM read each), then
+    deallocate the running test VM (no power-off to wait for)."""
+    return READ_CHECKS + DEALLOCATE[os]
 
 
 def run_command(script: str) -> Estimate:

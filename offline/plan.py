@@ -36,6 +36,10 @@ SCALE_SET_T = "azure-native:compute:VirtualMachineScaleSet"
 ROLE_T = "azure-native:authorization:RoleAssignment"
 AUTOSCALE_T = "azure-native:monitor:AutoscaleSetting"
 EXTENSION_T = "azure-native:compute:VirtualMachineExtension"
+# imagefactory.naming's role tag of a validation test VM, spelled out: a plan diff records
+# each side with this tooling, and a side from before validation has no such constant.
+ROLE_TAG = "imagefactory-role"
+TEST_VM_ROLE = "test-vm"
 
 
 def _tag(res: engine.Registered, key: str) -> str | None:
@@ -43,12 +47,25 @@ def _tag(res: engine.Registered, key: str) -> str | None:
     return str(value) if value is not None else None
 
 
+def _published(run: engine.Run, token: str) -> list[engine.Registered]:
+    """The stack's gallery resources of a type, without the staging gallery's (temporary)."""
+    return [r for r in run.of_type(token) if _tag(r, "imagefactory-lifecycle") != "temporary"]
+
+
+def _test_vm(res: engine.Registered) -> bool:
+    return _tag(res, ROLE_TAG) == TEST_VM_ROLE
+
+
+def _image_ref(vm: engine.Registered) -> dict[str, Any]:
+    return dict((vm.inputs.get("storageProfile") or {}).get("imageReference") or {})
+
+
 def build_plan(run: engine.Run) -> dict[str, Any]:
     """The graph as plain data: the shape the renderers and the plan diff read."""
-    galleries = run.of_type(GALLERY_T)
+    galleries = _published(run, GALLERY_T)
     gallery = galleries[0] if galleries else None
     by_urn = {r.urn: r for r in run.resources}
-    versions = run.of_type(VERSION_T)
+    versions = _published(run, VERSION_T)
     consumers: dict[str, list[dict[str, Any]]] = {v.urn: [] for v in versions}
     numbers = {v.urn: str(v.inputs["galleryImageVersionName"]) for v in versions}
     scaling = {str(a.inputs.get("targetResourceUri")): a for a in run.of_type(AUTOSCALE_T)}
@@ -93,18 +110,33 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
                     }
                 )
 
-    builders: dict[tuple[str, str], dict[str, Any]] = {}
-    for vm in run.of_type(VM_T):
-        if _tag(vm, "imagefactory-lifecycle") != "temporary":
-            continue
-        key = (_tag(vm, "imagefactory-image") or "", _tag(vm, "imagefactory-version") or "")
-        ref = vm.inputs["storageProfile"]["imageReference"]
-        base = _gallery_base(ref, versions)
-        steps = [
+    def run_commands(vm: engine.Registered) -> list[str]:
+        return [
             r.inputs["runCommandName"]
             for r in run.of_type(RUN_COMMAND_T)
             if r.inputs.get("vmName") == vm.inputs["vmName"]
         ]
+
+    tests: dict[tuple[str, str], dict[str, Any]] = {}
+    for vm in run.of_type(VM_T):
+        if _test_vm(vm):
+            key = (_tag(vm, "imagefactory-image") or "", _tag(vm, "imagefactory-version") or "")
+            tests[key] = {
+                "vm": vm.inputs["vmName"],
+                "size": vm.inputs["hardwareProfile"]["vmSize"],
+                "image": _image_label(str(_image_ref(vm).get("id") or "")),
+                "checks": run_commands(vm),
+                # Size, disk, checks and timeout: a change replaces the test VM.
+                "fingerprint": vm.replacement_trigger,
+            }
+    builders: dict[tuple[str, str], dict[str, Any]] = {}
+    for vm in run.of_type(VM_T):
+        if _tag(vm, "imagefactory-lifecycle") != "temporary" or _test_vm(vm):
+            continue
+        key = (_tag(vm, "imagefactory-image") or "", _tag(vm, "imagefactory-version") or "")
+        ref = _image_ref(vm)
+        base = _gallery_base(ref, versions)
+        steps = run_commands(vm)
         builders[key] = {
             "vm": vm.inputs["vmName"],
             "size": vm.inputs["hardwareProfile"]["vmSize"],
@@ -113,6 +145,8 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
             == "TrustedLaunch",
             "steps": steps,
             "fingerprint": vm.replacement_trigger,
+            # None: validation is off for the stack (imagefactory:validation.enabled).
+            "validation": tests.get(key),
         }
     managed = {
         (_tag(i, "imagefactory-image"), _tag(i, "imagefactory-version")): i.inputs["imageName"]
@@ -120,7 +154,7 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
     }
 
     images: dict[str, dict[str, Any]] = {}
-    for definition in run.of_type(DEFINITION_T):
+    for definition in _published(run, DEFINITION_T):
         ident = definition.inputs["identifier"]
         features = {f["name"]: f["value"] for f in definition.inputs.get("features") or []}
         images[definition.inputs["galleryImageName"]] = {
@@ -151,7 +185,7 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
             "endOfLifeDate": profile.get("endOfLifeDate"),
             "replicationMode": profile.get("replicationMode", "Full"),
             "source": source.get("id") or source.get("virtualMachineId"),
-            "sourceKind": "vm" if source.get("virtualMachineId") else "managedImage",
+            "sourceKind": _source_kind(source),
             "managedImage": managed.get((image_name, number)),
             "builder": builder,
             "protected": res.protect,
@@ -179,6 +213,44 @@ def build_plan(run: engine.Run) -> dict[str, Any]:
         },
         "images": images,
     }
+
+
+STAGED_SOURCE = re.compile(
+    r"/galleries/(?P<gallery>[^/]+)/images/(?P<image>[^/]+)/versions/(?P<version>[^/]+)$",
+    re.IGNORECASE,
+)
+"""A version copied from another gallery's version: a validated Trusted Launch build's
+staging version."""
+
+
+def _source_kind(source: dict[str, Any]) -> str:
+    """'vm' (a builder VM), 'galleryVersion' (a staging version) or 'managedImage'."""
+    if source.get("virtualMachineId"):
+        return "vm"
+    if STAGED_SOURCE.search(str(source.get("id") or "")):
+        return "galleryVersion"
+    return "managedImage"
+
+
+def _image_label(arm_id: str) -> str:
+    """'staging version GALLERY/IMAGE/VERSION' or 'managed image NAME' for what a test VM
+    boots from (the id itself for anything else)."""
+    staged = STAGED_SOURCE.search(arm_id)
+    if staged:
+        return f"staging version {staged['gallery']}/{staged['image']}/{staged['version']}"
+    managed = re.search(r"/Microsoft\.Compute/images/([^/]+)$", arm_id, re.IGNORECASE)
+    return f"managed image {managed.group(1)}" if managed else arm_id
+
+
+def _source_text(spec: dict[str, Any]) -> str:
+    """Where a built version is published from, as the steps row ends."""
+    kind, trusted = spec["sourceKind"], spec["builder"]["trustedLaunch"]
+    tl = " (Trusted Launch)" if trusted else ""
+    if kind == "vm":
+        return f"from the VM{tl}"
+    if kind == "galleryVersion":
+        return f"{_image_label(str(spec['source']))}{tl}"
+    return f"managed image {spec['managedImage']}"
 
 
 def _gallery_base(ref: dict[str, Any], versions: list[engine.Registered]) -> str | None:
@@ -281,14 +353,17 @@ def _version_lines(number: str, spec: dict[str, Any], latest: bool) -> list[str]
     head = f"version {number}" + (f"  [{', '.join(marks)}]" if marks else "")
     builder = spec["builder"]
     if builder:
-        source = (
-            "from the VM (Trusted Launch)"
-            if builder["trustedLaunch"]
-            else (f"managed image {spec['managedImage']}")
-        )
+        test = builder.get("validation")
         build = [
             f"build: VM {builder['vm']} ({builder['size']}, {builder['base']})",
-            f"steps: {' -> '.join(builder['steps'])} -> deallocate+generalize -> {source}",
+            f"steps: {' -> '.join(builder['steps'])} -> deallocate+generalize -> "
+            f"{_source_text(spec)}",
+            (
+                f"validation: test VM {test['vm']} ({test['size']}) -> "
+                f"{' -> '.join(test['checks'])} -> results -> publish"
+                if test
+                else "validation: OFF (imagefactory:validation.enabled false): published untested"
+            ),
         ]
     else:
         build = ["build: retired (published version kept, builder removed)"]

@@ -149,7 +149,37 @@ def _version_changes(
         ordinary.append(f"builder of {name} {number} created (VM {nb['vm']})")
     elif ob and nb and ob.get("fingerprint") != nb.get("fingerprint"):
         ordinary.append(f"builder of {name} {number} rebuilt (VM {nb['vm']})")
+    if ob and nb:
+        ordinary += _validation_changes(
+            f"{name} {number}", ob.get("validation"), nb.get("validation")
+        )
     return fixed + sorted(ordinary)
+
+
+def _validation_changes(
+    what: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> list[str]:
+    """A build's validation (test VM and checks) turned on, off or changed; a plan from
+    before validation existed has none."""
+    if new and not old:
+        return [
+            f"validation of {what} added: test VM {new['vm']} ({new['size']}) from "
+            f"{new['image']}: {' -> '.join(new['checks'])}"
+        ]
+    if old and not new:
+        return [f"validation of {what} turned off (test VM {old['vm']} deleted)"]
+    if not (old and new) or old.get("fingerprint") == new.get("fingerprint"):
+        return []
+    changed = [
+        f"{label} {a} -> {b}"
+        for label, a, b in (
+            ("size", old["size"], new["size"]),
+            ("checks", ", ".join(old["checks"]), ", ".join(new["checks"])),
+        )
+        if a != b
+    ]
+    why = "; ".join(changed) or "check scripts or their time limit changed"
+    return [f"validation of {what} re-run on a new test VM {new['vm']} ({why})"]
 
 
 def diff_plans(

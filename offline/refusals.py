@@ -79,11 +79,11 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "extension-on-stopped-vm",
         "VirtualMachineRunCommand",
-        "its VM is deallocated and generalized after capture",
+        "its VM is deallocated: a builder after capture, a test VM after validation",
         "OperationNotAllowed: extensions cannot be changed while the VM is not running",
         "https://learn.microsoft.com/azure/virtual-machines/run-command-managed",
-        "run commands go with their builder; rebuild the builder (a new fingerprint) "
-        "or publish a new version",
+        "run commands go with their VM; rebuild the builder (a new fingerprint) or the "
+        "test VM (its trigger: size, disk, checks, timeout), or publish a new version",
     ),
     Rule(
         "version-region-added-without-source",
@@ -269,13 +269,39 @@ class Finding:
 # --- the state the base revision left ------------------------------------------------
 
 
-def generalized_vms(before: dict[str, Registered]) -> set[str]:
-    """Builder VMs the base revision captured: their capture command goes with them."""
+# The program's tags, spelled out (as offline.plan does): a plan diff reads each side with
+# this tooling, and a side from before the validation stage has no such constants.
+LIFECYCLE_TAG = "imagefactory-lifecycle"
+TEMPORARY = "temporary"
+ROLE_TAG = "imagefactory-role"
+TEST_VM_ROLE = "test-vm"
+
+
+def _tag(res: Registered, key: str) -> str | None:
+    tags = res.inputs.get("tags")
+    value = tags.get(key) if isinstance(tags, dict) else None
+    return str(value) if value is not None else None
+
+
+def is_test_vm(res: Registered) -> bool:
+    """A validation test VM: created from the captured image, never generalized."""
+    return res.type == VM_T and _tag(res, ROLE_TAG) == TEST_VM_ROLE
+
+
+def stopped_vms(before: dict[str, Registered]) -> set[str]:
+    """VMs the base revision left deallocated: a builder's capture command, and a test VM's
+    results command (`capture.sh collect`), go with them and stop them."""
     return {
         r.deleted_with
         for r in before.values()
         if r.type == COMMAND_T and r.deleted_with in before and before[r.deleted_with].type == VM_T
     }
+
+
+def generalized_vms(before: dict[str, Registered]) -> set[str]:
+    """Builder VMs the base revision captured. A test VM is only deallocated: Azure updates
+    a deallocated VM (its tags, its size), and refuses only extension changes."""
+    return {urn for urn in stopped_vms(before) if not is_test_vm(before[urn])}
 
 
 def _source(res: Registered) -> str:
@@ -313,12 +339,16 @@ Check = Callable[[Diff], Iterator[Finding]]
 
 
 def _builders(d: Diff) -> Iterator[Finding]:
-    generalized = generalized_vms(d.before)
+    # A run command replaced or deleted with its VM is no extension change: Azure removes a
+    # VM's run commands with the VM, and a new VM runs them anew.
     staying = {
-        urn for urn in generalized if (a := d.of(urn)) is not None and a.op not in (REPLACE, DELETE)
+        urn
+        for urn in stopped_vms(d.before)
+        if (a := d.of(urn)) is not None and a.op not in (REPLACE, DELETE)
     }
+    generalized = staying & generalized_vms(d.before)
     for action in d.actions:
-        if action.urn in staying and action.op == UPDATE:
+        if action.urn in generalized and action.op == UPDATE:
             yield Finding(
                 REFUSED,
                 action.name,
@@ -597,10 +627,23 @@ _KEEP = {
 }
 
 
+def _temporary(res: Registered) -> bool:
+    """A resource of the build, tagged temporary like the builders: the staging gallery, its
+    definitions and versions, where a Trusted Launch build waits for validation. Nothing
+    consumes them (a staging version is excluded from latest, one replica in the build
+    group), and the published version is its own copy in the stack's gallery, as a version
+    copied from a managed image is ("Store and share images in an Azure Compute Gallery":
+    a version's source can be a version in another gallery,
+    learn.microsoft.com/azure/virtual-machines/shared-image-galleries)."""
+    return _tag(res, LIFECYCLE_TAG) == TEMPORARY
+
+
 def _published(d: Diff) -> Iterator[Finding]:
     for action in d.actions:
         kind = _PUBLISHED.get(action.type)
         if kind is None or action.op not in (REPLACE, DELETE):
+            continue
+        if _temporary(d.before[action.urn]):
             continue
         verb = "replaced" if action.op == REPLACE else "deleted"
         why = f" ({'; '.join(action.reasons)})" if action.reasons else ""

@@ -108,6 +108,8 @@ def _duration(res: engine.Registered, run_index: dict[str, Any]) -> latency.Esti
         os: latency.OsKind = next(
             (latency.os_of_vm(v.inputs) for v in vms if v.type == VM_T), "linux"
         )
+        if " collect " in str(res.inputs.get("create") or ""):
+            return latency.collect(os)
         return latency.capture(os)
     if token == SCALE_SET_T:
         return latency.scale_set(int((res.inputs.get("sku") or {}).get("capacity") or 0))
@@ -116,6 +118,8 @@ def _duration(res: engine.Registered, run_index: dict[str, Any]) -> latency.Esti
         builder = run_index["builders"].get(key)
         if builder is None:  # retired builder: published earlier, nothing to do
             return latency.Estimate(0, 0)
+        # A staging version (a Trusted Launch build waiting for validation) is one replica in
+        # the source region, like any version of one region.
         profile = res.inputs.get("publishingProfile") or {}
         regions = profile.get("targetRegions") or []
         disk = ((builder.inputs.get("storageProfile") or {}).get("osDisk") or {}).get("diskSizeGB")
@@ -140,7 +144,9 @@ def graph(run: engine.Run) -> Graph:
     builders = {
         (_tag(r, "imagefactory-image"), _tag(r, "imagefactory-version")): r
         for r in resources
-        if r.type == VM_T and _tag(r, "imagefactory-lifecycle") == "temporary"
+        if r.type == VM_T
+        and _tag(r, "imagefactory-lifecycle") == "temporary"
+        and _tag(r, "imagefactory-role") is None  # a validation test VM is no builder
     }
     index = {"urns": urns, "builders": builders}
 

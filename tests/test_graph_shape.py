@@ -40,10 +40,29 @@ def _ancestors(g: schedule.Graph, urn: str) -> set[str]:
     return seen
 
 
+def _temporary(res: engine.Registered) -> bool:
+    """Tagged temporary: builders, test VMs and the staging gallery's resources, which go
+    with the build resource group."""
+    return (res.inputs.get("tags") or {}).get("imagefactory-lifecycle") == "temporary"
+
+
 def _is_consumer(g: schedule.Graph, run: engine.Run, urn: str) -> bool:
     res = run.by_urn(urn)
-    temporary = (res.inputs.get("tags") or {}).get("imagefactory-lifecycle") == "temporary"
-    return res.type in CONSUMER_TYPES and not temporary
+    return res.type in CONSUMER_TYPES and not _temporary(res)
+
+
+def _published(run: engine.Run) -> list[engine.Registered]:
+    """The stack gallery's versions, without the staging versions Trusted Launch builds wait
+    in for validation."""
+    return [v for v in run.of_type(schedule.VERSION_T) if not _temporary(v)]
+
+
+def _staging(run: engine.Run) -> list[engine.Registered]:
+    return [v for v in run.of_type(schedule.VERSION_T) if _temporary(v)]
+
+
+def _key(res: engine.Registered) -> tuple[str, str]:
+    return (res.inputs["galleryImageName"], res.inputs["galleryImageVersionName"])
 
 
 def test_fleet_config_is_what_was_asked() -> None:
@@ -84,18 +103,45 @@ def test_images_build_independently(case) -> None:
 
 def test_each_version_replicates_to_all_its_regions_in_one_resource(case) -> None:
     run, _g, config = case
-    versions = run.of_type(schedule.VERSION_T)
+    versions = _published(run)
     wanted = {
         (image["name"], v["version"]): [r["name"] for r in v["regions"]]
         for image in config["imagefactory:images"]
         for v in image["versions"]
     }
-    seen = [(v.inputs["galleryImageName"], v.inputs["galleryImageVersionName"]) for v in versions]
-    assert sorted(seen) == sorted(wanted)
+    assert sorted(_key(v) for v in versions) == sorted(wanted)
     for v in versions:
-        key = (v.inputs["galleryImageName"], v.inputs["galleryImageVersionName"])
         targets = v.inputs["publishingProfile"]["targetRegions"]
-        assert [t["name"] for t in targets] == wanted[key]
+        assert [t["name"] for t in targets] == wanted[_key(v)]
+
+
+def test_a_trusted_launch_build_waits_in_one_staging_replica(case) -> None:
+    """One staging version per active Trusted Launch builder: one replica in the build
+    region, never latest, published from that builder, in the build resource group."""
+    run, _g, config = case
+    builders = {
+        (vm.inputs["tags"]["imagefactory-image"], vm.inputs["tags"]["imagefactory-version"]): vm
+        for vm in run.of_type(schedule.VM_T)
+        if _temporary(vm)
+        and "imagefactory-role" not in vm.inputs["tags"]
+        and (vm.inputs.get("securityProfile") or {}).get("securityType") == "TrustedLaunch"
+    }
+    staging = {_key(v): v for v in _staging(run)}
+    assert sorted(staging) == sorted(builders)
+    assert staging  # prod's iis, the fleet's Windows images
+    for key, v in staging.items():
+        assert v.inputs["resourceGroupName"] == "imgf-prod-build-rg"
+        assert v.inputs["storageProfile"]["source"] == {"virtualMachineId": builders[key].id}
+        assert v.inputs["publishingProfile"] == {
+            "targetRegions": [
+                {
+                    "name": config["imagefactory:location"],
+                    "regionalReplicaCount": 1,
+                    "storageAccountType": "Standard_LRS",
+                }
+            ],
+            "excludeFromLatest": True,
+        }
 
 
 def _newest_in_latest(config: dict, image: str) -> str:
@@ -107,11 +153,9 @@ def _newest_in_latest(config: dict, image: str) -> str:
 
 def test_a_consumer_depends_only_on_the_version_it_uses(case) -> None:
     run, g, config = case
-    version_of = {
-        (n.image, run.by_urn(u).inputs["galleryImageVersionName"]): u
-        for u, n in g.nodes.items()
-        if n.type == schedule.VERSION_T
-    }
+    published = {v.urn for v in _published(run)}
+    version_of = {_key(run.by_urn(u)): u for u in published}
+    staging_of = {_key(v): v.urn for v in _staging(run)}
     consumers = [u for u in g.nodes if _is_consumer(g, run, u)]
     assert consumers
     for urn in consumers:
@@ -121,9 +165,12 @@ def test_a_consumer_depends_only_on_the_version_it_uses(case) -> None:
         image, label = tags["imagefactory-image"], tags["imagefactory-version"]
         number = re.search(r"\d+\.\d+\.\d+", label)
         assert number or label == "latest", tags
-        uses = version_of[(image, number.group(0) if number else _newest_in_latest(config, image))]
-        waits = {a for a in _ancestors(g, urn) if g.nodes[a].type == schedule.VERSION_T}
-        assert waits == {uses}, g.nodes[urn].name
+        key = (image, number.group(0) if number else _newest_in_latest(config, image))
+        ancestors = _ancestors(g, urn)
+        assert ancestors & published == {version_of[key]}, g.nodes[urn].name
+        # Through it, only its own build's staging version, if it had one.
+        staged = {a for a in ancestors if g.nodes[a].type == schedule.VERSION_T} - published
+        assert staged == ({staging_of[key]} if key in staging_of else set()), g.nodes[urn].name
 
 
 def test_sharing_and_tags_never_sit_on_the_build_path(case) -> None:

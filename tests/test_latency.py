@@ -102,9 +102,69 @@ def test_component_dependencies_expand_to_their_custom_resources() -> None:
     run = engine.run("prod")
     g = schedule.graph(run)
     version = next(u for u, n in g.nodes.items() if n.name == "version-iis-1.0.0-version")
-    capture = next(u for u, n in g.nodes.items() if n.name == "build-iis-1.0.0-generalize-capture")
-    assert capture in g.preds[version]
+    # The version waits for its validation's results, a command inside the Validation
+    # component, and no longer for the capture (which the results wait for in turn).
+    assert sorted(g.nodes[u].name for u in g.preds[version]) == [
+        "build-iis-1.0.0-validate-results",
+        "gallery-gallery",
+        "gallery-iis",
+        "groups-images",
+    ]
     assert all(u in g.nodes for u in g.preds[version])
+
+
+def _node(g: schedule.Graph, name: str) -> schedule.Node:
+    return next(n for n in g.nodes.values() if n.name == name)
+
+
+def test_validation_resources_have_their_own_estimates() -> None:
+    """prod's iis build (Windows, Trusted Launch, 127 GB): each validation resource has an
+    estimate of its own, none the unknown default."""
+    g = schedule.graph(engine.run("prod"))
+    estimates = {
+        name: _node(g, name).duration
+        for name in (
+            "build-iis-1.0.0-staging",
+            "build-iis-1.0.0-validate-nic",
+            "build-iis-1.0.0-validate-password",
+            "build-iis-1.0.0-validate-vm",
+            "build-iis-1.0.0-validate-validate",
+            "build-iis-1.0.0-validate-check-10-iis",
+            "build-iis-1.0.0-validate-results",
+        )
+    }
+    assert estimates == {
+        # One region, one replica of a 127 GB disk: two 64 GB steps of the first region.
+        "build-iis-1.0.0-staging": Estimate(920, 1800),
+        "build-iis-1.0.0-validate-nic": latency.NETWORK,
+        "build-iis-1.0.0-validate-password": latency.LOCAL,
+        "build-iis-1.0.0-validate-vm": latency.VM["windows"],
+        "build-iis-1.0.0-validate-validate": Estimate(30, 60),
+        "build-iis-1.0.0-validate-check-10-iis": Estimate(20, 40),
+        # Reading the checks' results, then deallocating a running Windows VM.
+        "build-iis-1.0.0-validate-results": Estimate(47, 130),
+    }
+    assert latency.UNKNOWN not in estimates.values()
+    # The published version is copied from the staging version: two regions, two replicas.
+    assert _node(g, "version-iis-1.0.0-version").duration == Estimate(1060, 2100)
+    # Linux: the base layer's and the hardened image's own checks are estimated too.
+    assert _node(g, "build-hardened-1.0.0-validate-check-10-base").duration == Estimate(20, 40)
+    assert _node(g, "build-hardened-1.0.0-validate-check-listening-ports").duration == (
+        Estimate(20, 40)
+    )
+    assert _node(g, "build-hardened-1.0.0-validate-results").duration == Estimate(17, 70)
+
+
+def test_a_test_vm_is_no_builder() -> None:
+    """A version's estimate reads its builder's disk: the test VM, tagged with the same
+    image and version (and without the disk size), must not stand in for it."""
+    config = engine.stack_config("prod")
+    iis = next(i for i in config["imagefactory:images"] if i["name"] == "iis")
+    iis["builder"]["osDiskSizeGb"] = 256
+    g = schedule.graph(engine.run("prod", config=config))
+    # Four 64 GB steps of the first region; the default 127 GB would be two.
+    assert _node(g, "build-iis-1.0.0-staging").duration == Estimate(1840, 3600)
+    assert _node(g, "version-iis-1.0.0-version").duration == Estimate(1980, 3900)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +185,17 @@ def test_prod_critical_path_is_the_windows_build_and_its_replication(timings) ->
     assert path[-3] == "version-iis-1.0.0-version"
     assert path[-2] in {"vmgroup-iis-us-000", "vmgroup-iis-us-001"}
     assert path[-1] == f"{path[-2]}-firstboot"
+    # The Trusted Launch build waits in its staging version while its test VM validates it.
+    at = path.index("build-iis-1.0.0-staging")
+    assert path[at - 1 : at + 6] == [
+        "build-iis-1.0.0-generalize-capture",
+        "build-iis-1.0.0-staging",
+        "build-iis-1.0.0-validate-vm",
+        "build-iis-1.0.0-validate-validate",
+        "build-iis-1.0.0-validate-check-10-iis",
+        "build-iis-1.0.0-validate-results",
+        "version-iis-1.0.0-version",
+    ]
     assert set(timings["prod"]["images"]) == {"iis", "webserver", "hardened", "webapp"}
     # The retired 1.0.0 webserver version was published earlier and costs nothing.
     assert "version-webserver-1.0.0-version" not in path

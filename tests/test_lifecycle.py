@@ -13,7 +13,7 @@ import pulumi
 import pytest
 
 from imagefactory import naming
-from offline import engine
+from offline import changes, engine
 from offline.engine import Registered, Run
 
 VERSION = "azure-native:compute:GalleryImageVersion"
@@ -23,8 +23,14 @@ def prod_config() -> dict[str, Any]:
     return copy.deepcopy(engine.stack_config("prod"))
 
 
+def staged(res: Registered) -> bool:
+    """A Trusted Launch build's staging version: temporary, in the build group."""
+    return res.inputs["tags"].get("imagefactory-lifecycle") == "temporary"
+
+
 def versions(run: Run) -> dict[str, Registered]:
-    return {r.urn: r for r in run.of_type(VERSION)}
+    """The published versions (not the staging versions, which go with their builds)."""
+    return {r.urn: r for r in run.of_type(VERSION) if not staged(r)}
 
 
 def builds_of(run: Run, image: str, version: str) -> set[str]:
@@ -37,7 +43,10 @@ def assert_versions_untouched(before: Run, after: Run) -> None:
     old, new = versions(before), versions(after)
     assert set(old) == set(new), "a version was added, removed or moved to another URN"
     for urn, res in old.items():
-        assert new[urn].inputs == res.inputs, f"inputs of {res.name} changed"
+        # As the engine compares them: ignored paths (the source, the validation tags a
+        # retired build no longer supplies) keep their old values.
+        kept = changes.apply_ignore_changes(res.inputs, new[urn].inputs, new[urn].ignore_changes)
+        assert kept == res.inputs, f"inputs of {res.name} changed"
         assert new[urn].protect == res.protect
         assert new[urn].custom_timeouts == res.custom_timeouts
         assert new[urn].parent == res.parent
@@ -79,6 +88,10 @@ def test_retiring_every_builder_removes_the_build_group_and_network() -> None:
     names = {r.name for r in after.resources}
     assert "groups-build" not in names
     assert not {n for n in names if n.startswith(("build-", "build-network"))}
+    # The staging gallery goes with the last Trusted Launch build.
+    staging = {"staging-gallery", "staging-iis", "build-iis-1.0.0-staging"}
+    assert staging <= {r.name for r in before.resources}
+    assert not {n for n in names if n.startswith("staging-")}
     assert_versions_untouched(before, after)
 
 
@@ -206,9 +219,16 @@ def test_safety_profile_and_end_of_life_come_from_config() -> None:
 
 def test_versions_are_never_children_of_their_build() -> None:
     run = engine.run("prod")
-    for res in run.of_type(VERSION):
+    published = versions(run).values()
+    assert len(published) == 5
+    for res in published:
         chain = [a.type for a in run.ancestors(res)]
         assert chain == ["imagefactory:publish:ImageVersion"], chain
+    # Only a staging version is, which retiring the build deletes.
+    staging = [r for r in run.of_type(VERSION) if staged(r)]
+    assert [(r.name, [a.name for a in run.ancestors(r)]) for r in staging] == [
+        ("build-iis-1.0.0-staging", ["build-iis-1.0.0"])
+    ]
 
 
 ROLE = "azure-native:authorization:RoleAssignment"
@@ -305,8 +325,9 @@ def test_consumers_on_latest_reach_new_versions_by_azures_own_mechanism() -> Non
         "disableAutomaticRollback": False,
     }
     assert vmss.inputs["tags"]["imagefactory-version"] == "latest"
-    # A VM group on latest is created from the newest version's own id.
-    iis = next(r for r in run.of_type(VERSION) if r.inputs["galleryImageName"] == "iis")
+    # A VM group on latest is created from the newest version's own id (the published one,
+    # not its build's staging version).
+    iis = run.named("version-iis-1.0.0-version")
     vm = run.named("vmgroup-iis-us-000")
     assert vm.inputs["storageProfile"]["imageReference"] == {"id": iis.id}
     assert vm.inputs["tags"]["imagefactory-version"] == "latest (1.0.0)"

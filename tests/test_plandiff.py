@@ -162,6 +162,63 @@ def test_removing_an_image() -> None:
     ]
 
 
+def _validation(enabled: bool) -> Callable[[Config], None]:
+    def set_it(c: Config) -> None:
+        c["imagefactory:validation"] = {"enabled": enabled}
+
+    return set_it
+
+
+VALIDATION_ADDED = [
+    "validation of hardened 1.0.0 added: test VM imgf-prod-tst-hardened-1-0-0 (Standard_D2s_v5) "
+    "from managed image imgf-prod-hardened-1.0.0: 01-validate -> 02-check-10-base -> "
+    "03-check-listening-ports",
+    # A Trusted Launch build has no managed image: its test VM boots from a staging version.
+    "validation of iis 1.0.0 added: test VM tst876efb69f4 (Standard_D4s_v5) from staging "
+    "version imgf_prod_staging/iis/1.0.0: 01-validate -> 02-check-10-iis",
+    "version iis 1.0.0: keeps its source (published versions never change it)",
+    "validation of webapp 1.0.0 added: test VM imgf-prod-tst-webapp-1-0-0 (Standard_D2as_v5) "
+    "from managed image imgf-prod-webapp-1.0.0: 01-validate -> 02-check-20-webserver",
+    "validation of webserver 1.1.0 added: test VM imgf-prod-tst-webserver-1-1-0 "
+    "(Standard_D2s_v5) from managed image imgf-prod-webserver-1.1.0: 01-validate -> "
+    "02-check-10-base -> 03-check-20-webserver",
+]
+
+
+def test_turning_validation_on_adds_a_test_vm_to_each_build() -> None:
+    # The published iis version would now be copied from its staging version; it keeps the
+    # builder VM it was published from.
+    assert _diff(_validation(True), base=_validation(False)) == VALIDATION_ADDED
+
+
+def test_turning_validation_off_deletes_the_test_vms() -> None:
+    assert _diff(_validation(False)) == [
+        "validation of hardened 1.0.0 turned off (test VM imgf-prod-tst-hardened-1-0-0 deleted)",
+        "validation of iis 1.0.0 turned off (test VM tst876efb69f4 deleted)",
+        "version iis 1.0.0: keeps its source (published versions never change it)",
+        "validation of webapp 1.0.0 turned off (test VM imgf-prod-tst-webapp-1-0-0 deleted)",
+        "validation of webserver 1.1.0 turned off (test VM imgf-prod-tst-webserver-1-1-0 deleted)",
+    ]
+
+
+def test_a_validation_change_re_runs_it_on_a_new_test_vm() -> None:
+    def bigger(c: Config) -> None:
+        _image(c, "webapp")["validation"]["vmSize"] = "Standard_D2s_v5"
+
+    def more_checks(c: Config) -> None:
+        _image(c, "webapp")["validation"]["scripts"] = ["linux/validate/listening-ports.sh"]
+
+    assert _diff(bigger) == [
+        "validation of webapp 1.0.0 re-run on a new test VM imgf-prod-tst-webapp-1-0-0 "
+        "(size Standard_D2as_v5 -> Standard_D2s_v5)"
+    ]
+    assert _diff(more_checks) == [
+        "validation of webapp 1.0.0 re-run on a new test VM imgf-prod-tst-webapp-1-0-0 "
+        "(checks 01-validate, 02-check-20-webserver -> 01-validate, 02-check-20-webserver, "
+        "03-check-listening-ports)"
+    ]
+
+
 NEW_USER = "0b6e3d2a-1c4f-4a8b-9e7d-5f2c1a0b3d4e"
 
 
@@ -316,11 +373,15 @@ def test_moving_a_scale_set_to_another_region() -> None:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of this tree with three commits: base, more replicas, a prod stack that fails
-    validation."""
+    validation. The tree as it is: tracked files and new ones not yet added (a module the
+    program imports may be one of them), not what .gitignore leaves out."""
     repo = tmp_path_factory.mktemp("plandiff") / "repo"
     files = (
         subprocess.run(
-            ["git", "ls-files", "-z"], cwd=engine.PROJECT_DIR, capture_output=True, check=True
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=engine.PROJECT_DIR,
+            capture_output=True,
+            check=True,
         )
         .stdout.decode()
         .split("\0")
@@ -528,6 +589,12 @@ def test_destroy_shows_what_pulumi_destroy_would_do(repo: Path) -> None:
         "- **DANGEROUS**: version-webserver-0.1.0-version: published image version would be "
         "deleted; VMs and scale sets using it can no longer be created or scaled out from it"
     ) in text
-    assert "<details><summary>Resource-level actions: 18 delete, 6 delete-skipped</summary>" in (
+    # The test VM's Run Commands and results go with it, like the builder's steps with it.
+    assert "<details><summary>Resource-level actions: 21 delete, 10 delete-skipped</summary>" in (
         text
     )
+    assert "| delete | `build-webserver-0.1.0-validate-vm` | — | — |" in text
+    assert (
+        "| delete-skipped | `build-webserver-0.1.0-validate-results` | — | deleted with "
+        "build-webserver-0.1.0-validate-vm |"
+    ) in text

@@ -55,10 +55,13 @@ def tagged(run: Run, token: str, image: str, version: str) -> list[Registered]:
 
 
 def version_of(run: Run, image: str, version: str) -> Registered:
+    """The published version (not a Trusted Launch build's staging version)."""
     (found,) = [
         r
         for r in run.of_type(VERSION)
-        if r.inputs["galleryImageName"] == image and r.inputs["galleryImageVersionName"] == version
+        if r.inputs["galleryImageName"] == image
+        and r.inputs["galleryImageVersionName"] == version
+        and r.inputs["tags"].get("imagefactory-lifecycle") != "temporary"
     ]
     return found
 
@@ -87,6 +90,8 @@ def test_one_component_per_stage_with_its_own_type_token(prod: Run) -> None:
         "imagefactory:build:Provisioning",
         "imagefactory:build:Generalization",
         "imagefactory:build:ManagedImage",
+        "imagefactory:build:StagingGallery",
+        "imagefactory:build:Validation",
         "imagefactory:publish:Gallery",
         "imagefactory:publish:ImageVersion",
         "imagefactory:consume:Network",
@@ -174,8 +179,36 @@ def test_dev_chain_vm_provision_generalize_capture_image_version_consumer(dev: R
     assert image.inputs["location"] == vm.inputs["location"] == "eastus"
     assert image.inputs["resourceGroupName"] == "imgf-dev-images-rg"
 
+    # The test VM boots the managed image; its checks run in order; the results command
+    # reads them; the version waits for the results, never for the image alone.
+    test_vm = dev.named("build-webserver-0.1.0-validate-vm")
+    assert test_vm.inputs["storageProfile"]["imageReference"] == {"id": image.id}
+    assert test_vm.property_dependencies["storageProfile"] == [image.urn]
+    assert test_vm.replace_with == [image.urn]
+    checks = [
+        r for r in dev.of_type(RUN_COMMAND) if r.inputs["vmName"] == "imgf-dev-tst-webserver-0-1-0"
+    ]
+    assert [c.inputs["runCommandName"] for c in checks] == [
+        "01-validate",
+        "02-check-10-base",
+        "03-check-20-webserver",
+    ]
+    assert checks[0].property_dependencies["vmName"] == [test_vm.urn]
+    for before, after in itertools.pairwise(checks):
+        assert explicit(after) == {before.urn}
+    results = dev.named("build-webserver-0.1.0-validate-results")
+    assert explicit(results) == {checks[-1].urn}
+    assert results.inputs["create"] == (
+        "bash scripts/azure/capture.sh collect --resource-group imgf-dev-build-rg "
+        "--vm imgf-dev-tst-webserver-0-1-0 --run-command 01-validate "
+        "--run-command 02-check-10-base --run-command 03-check-20-webserver "
+        f"--subscription {SUB}"
+    )
     version = version_of(dev, "webserver", "0.1.0")
-    assert image.urn in explicit(version)
+    # It waits for the results (depends_on), and its tags are made from what they read.
+    assert results.urn in version.dependencies
+    assert image.urn not in version.dependencies
+    assert version.property_dependencies["tags"] == [results.urn]
     assert version.inputs["storageProfile"]["source"] == {"id": image.id}
 
     (vmss,) = dev.of_type(SCALE_SET)
@@ -202,10 +235,33 @@ def test_trusted_launch_builder_publishes_from_the_vm_without_a_managed_image(pr
         "uefiSettings": {"secureBootEnabled": True, "vTpmEnabled": True},
     }
     assert tagged(prod, IMAGE, "iis", "1.0.0") == []
-    version = version_of(prod, "iis", "1.0.0")
-    assert version.inputs["storageProfile"]["source"] == {"virtualMachineId": vm.id}
+    # Published first to the staging gallery of the build group, excluded from latest, in
+    # the source region only; the test VM boots from it; the real version copies it.
     capture = prod.named("build-iis-1.0.0-generalize-capture")
-    assert capture.urn in explicit(version)
+    staging = prod.named("build-iis-1.0.0-staging")
+    assert staging.inputs["storageProfile"]["source"] == {"virtualMachineId": vm.id}
+    assert staging.inputs["galleryName"] == "imgf_prod_staging"
+    assert staging.inputs["resourceGroupName"] == "imgf-prod-build-rg"
+    assert staging.inputs["publishingProfile"] == {
+        "targetRegions": [
+            {"name": "eastus", "regionalReplicaCount": 1, "storageAccountType": "Standard_LRS"}
+        ],
+        "excludeFromLatest": True,
+    }
+    assert explicit(staging) == {capture.urn}
+    assert staging.replace_with == [vm.urn]
+    staging_definition = prod.named("staging-iis")
+    assert staging_definition.inputs["features"] == [
+        {"name": "SecurityType", "value": "TrustedLaunch"}
+    ]
+    test_vm = prod.named("build-iis-1.0.0-validate-vm")
+    assert test_vm.inputs["storageProfile"]["imageReference"] == {"id": staging.id}
+    assert test_vm.inputs["securityProfile"] == vm.inputs["securityProfile"]
+    results = prod.named("build-iis-1.0.0-validate-results")
+    version = version_of(prod, "iis", "1.0.0")
+    assert version.inputs["storageProfile"]["source"] == {"id": staging.id}
+    assert results.urn in version.dependencies
+    assert version.property_dependencies["tags"] == [results.urn]
     definition = prod.named("gallery-iis")
     assert definition.inputs["features"] == [{"name": "SecurityType", "value": "TrustedLaunch"}]
     assert prod.outputs["images"]["iis"]["versions"]["1.0.0"]["managedImageId"] is None
@@ -335,20 +391,54 @@ def test_assets_builds_and_consumers_live_in_separate_groups(prod: Run) -> None:
 
 
 def test_published_versions_pin_their_source(prod: Run, dev: Run) -> None:
-    versions = prod.of_type(VERSION) + dev.of_type(VERSION)
-    assert len(versions) == 6
+    versions = [version_of(prod, i, v) for i, v in PROD_VERSIONS] + [
+        version_of(dev, "webserver", "0.1.0")
+    ]
     for version in versions:
-        assert version.ignore_changes == ["storageProfile.source"], version.name
+        # What validation read is pinned with the source: both describe the published bits.
+        assert version.ignore_changes == [
+            "storageProfile.source",
+            'tags["imagefactory-validation"]',
+            'tags["imagefactory-os"]',
+            'tags["imagefactory-built"]',
+            'tags["imagefactory-base"]',
+            'tags["imagefactory-packages"]',
+            'tags["imagefactory-key-packages"]',
+        ], version.name
+
+
+PROD_VERSIONS = [
+    ("webserver", "1.0.0"),
+    ("webserver", "1.1.0"),
+    ("iis", "1.0.0"),
+    ("hardened", "1.0.0"),
+    ("webapp", "1.0.0"),
+]
 
 
 def test_gallery_definitions_and_versions_are_protected_in_prod_only(prod: Run, dev: Run) -> None:
+    def published(run: Run, token: str) -> list[Registered]:
+        return [
+            r for r in run.of_type(token) if r.inputs["resourceGroupName"].endswith("images-rg")
+        ]
+
     counts = {GALLERY: (1, 1), DEFINITION: (4, 1), VERSION: (5, 1)}
     for token, (in_prod, in_dev) in counts.items():
-        assert len(prod.of_type(token)) == in_prod and len(dev.of_type(token)) == in_dev, token
-        assert all(r.protect for r in prod.of_type(token)), token
+        assert len(published(prod, token)) == in_prod, token
+        assert len(published(dev, token)) == in_dev, token
+        assert all(r.protect for r in published(prod, token)), token
         assert not any(r.protect or r.retain_on_delete for r in dev.of_type(token)), token
-    # Temporary build resources are never protected.
+    # Temporary build resources are never protected: builders, test VMs, the staging gallery
+    # of the Trusted Launch build (its gallery, definition and version).
     assert not any(r.protect for r in prod.of_type(VM))
+    staging = [
+        r.name
+        for t in (GALLERY, DEFINITION, VERSION)
+        for r in prod.of_type(t)
+        if r not in published(prod, t)
+    ]
+    assert staging == ["staging-gallery", "staging-iis", "build-iis-1.0.0-staging"]
+    assert not any(prod.named(n).protect or prod.named(n).retain_on_delete for n in staging)
 
 
 def test_retain_on_delete_is_a_stack_choice() -> None:
@@ -436,12 +526,16 @@ def test_retired_builder_has_no_build_resources_but_keeps_its_version(prod: Run)
     for token in (VM, NIC, RUN_COMMAND, IMAGE):
         assert tagged(prod, token, "webserver", "1.1.0") != [], token
         assert tagged(prod, token, "webserver", "1.0.0") == [], token
-    captures = [r.name for r in prod.of_type(COMMAND)]
-    assert sorted(captures) == [
+    commands = [r.name for r in prod.of_type(COMMAND)]
+    assert sorted(commands) == [
         "build-hardened-1.0.0-generalize-capture",
+        "build-hardened-1.0.0-validate-results",
         "build-iis-1.0.0-generalize-capture",
+        "build-iis-1.0.0-validate-results",
         "build-webapp-1.0.0-generalize-capture",
+        "build-webapp-1.0.0-validate-results",
         "build-webserver-1.1.0-generalize-capture",
+        "build-webserver-1.1.0-validate-results",
     ]
     assert not [r for r in prod.resources if r.name.startswith("build-webserver-1.0.0")]
     version = version_of(prod, "webserver", "1.0.0")
@@ -474,7 +568,19 @@ def test_outputs_contract(prod: Run) -> None:
         "id": version_of(prod, "webserver", "1.1.0").id,
         "regions": ["eastus", "westeurope"],
         "managedImageId": prod.named("build-webserver-1.1.0-capture-image").id,
+        # Read back from the version's tags; the mock engine runs no command, so what the
+        # checks read is unknown (a real run writes it, or fails before the version exists).
+        "validation": {
+            "result": "unknown",
+            "os": "unknown",
+            "built": "unknown",
+            "base": "unknown",
+            "packages": "unknown",
+            "keyPackages": {},
+        },
     }
+    # Published before validation, by a builder now retired: no validation to show.
+    assert web["versions"]["1.0.0"]["validation"] is None
     assert web["versions"]["1.0.0"]["managedImageId"] is None
     # Only ids, names and plain values: no resource objects slipped through.
     for value in walk(prod.outputs):
@@ -483,7 +589,8 @@ def test_outputs_contract(prod: Run) -> None:
 
 def test_pulumi_owns_every_nic_so_a_rebuilt_vm_never_points_at_a_deleted_one(prod: Run) -> None:
     vms = prod.of_type(VM)
-    assert len(vms) == 6
+    # 4 builders, their 4 test VMs, 2 VMs of the iis group.
+    assert len(vms) == 10
     for vm in vms:
         (ref,) = vm.inputs["networkProfile"]["networkInterfaces"]
         assert ref["deleteOption"] == "Detach", vm.name

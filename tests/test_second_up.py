@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
@@ -18,6 +19,7 @@ import pulumi
 import pytest
 from pulumi.runtime.proto import resource_pb2
 
+from imagefactory import scripts
 from offline import changes, engine, refusals
 from offline.engine import Registered
 
@@ -66,12 +68,16 @@ def refused(resource: str, change: str, rule: str) -> str:
 
 
 def test_a_new_tag_reaches_everything_but_the_builders() -> None:
+    # Nor the test VMs, their NICs and checks, nor the staging versions: they keep their
+    # creation tags like the builders. The staging gallery and its definition take it.
     actions, findings = outcome("prod", lambda c: c["imagefactory:tags"].update(team="web"))
     assert actions == [
         f"update {name}: tags.team"
         for name in [
             "build-network-nsg",
             "build-network-vnet",
+            "staging-gallery",
+            "staging-iis",
             "consumers-eastus-nsg",
             "consumers-westeurope-nsg",
             "consumers-eastus-vnet",
@@ -125,7 +131,46 @@ def test_a_changed_tag_value_on_dev() -> None:
     assert findings == []
 
 
-def _rebuilt(image_: str, number: str, steps: list[str], *, managed_image: bool) -> list[str]:
+WEB_STEPS = ["10-base", "20-webserver", "90-manifest", "audit"]
+IIS_STEPS = ["10-iis", "90-manifest", "audit"]
+HARDENED_STEPS = ["10-base", "90-manifest", "audit"]
+WEBAPP_STEPS = ["20-webserver", "90-manifest", "audit"]
+
+# The Run Commands on each image's test VM: the common check, the namesakes of its provision
+# scripts in scripts/<os>/validate/, then its own validation.scripts (Pulumi.prod.yaml).
+CHECKS = {
+    "webserver": ["validate", "check-10-base", "check-20-webserver"],
+    "iis": ["validate", "check-10-iis"],
+    "hardened": ["validate", "check-10-base", "check-listening-ports"],
+    "webapp": ["validate", "check-20-webserver"],
+}
+TRUSTED_LAUNCH = ("iis",)
+"""prod's Trusted Launch image: no managed image; its build waits in the staging gallery."""
+
+
+def _retested(image_: str, number: str, why: str) -> list[str]:
+    """A build's test VM replaced (`why`), and its checks and results with it."""
+    build = f"build-{image_}-{number}"
+    test_vm = f"{build}-validate-vm"
+    return [
+        f"replace {test_vm} ({why})",
+        *(f"replace {build}-validate-{c} (replace_with {test_vm})" for c in CHECKS[image_]),
+        # A new test VM instance (its vmId): its results are collected again.
+        f"replace {build}-validate-results (triggers changed)",
+    ]
+
+
+def _rebuilt(
+    image_: str,
+    number: str,
+    steps: list[str],
+    *,
+    managed_image: bool,
+    test_vm_trigger: bool = False,
+) -> list[str]:
+    """A rebuilt build: its builder, what was captured from it (the managed image, or a
+    Trusted Launch build's staging version) and the test VM booted from that. With
+    `test_vm_trigger` the test VM's own trigger (size, disk, checks, timeout) changed too."""
     build = f"build-{image_}-{number}"
     vm = f"{build}-builder-vm"
     lines = [
@@ -133,21 +178,22 @@ def _rebuilt(image_: str, number: str, steps: list[str], *, managed_image: bool)
         f"replace {build}-generalize-generalize (replace_with {vm})",
         f"replace {build}-generalize-capture (triggers changed)",
     ]
-    if managed_image:
-        lines.append(f"replace {build}-capture-image (replace_with {vm})")
-    return lines + [f"replace {build}-provision-{s} (replace_with {vm})" for s in steps]
+    captured = f"{build}-capture-image" if managed_image else f"{build}-staging"
+    lines.append(f"replace {captured} (replace_with {vm})")
+    why = "replacement_trigger changed" if test_vm_trigger else f"replace_with {captured}"
+    return (
+        lines
+        + [f"replace {build}-provision-{s} (replace_with {vm})" for s in steps]
+        + _retested(image_, number, why)
+    )
 
 
-WEB_STEPS = ["10-base", "20-webserver", "90-manifest", "audit"]
-IIS_STEPS = ["10-iis", "90-manifest", "audit"]
-HARDENED_STEPS = ["10-base", "90-manifest", "audit"]
-WEBAPP_STEPS = ["20-webserver", "90-manifest", "audit"]
-
-
-def _chain_rebuilt() -> list[str]:
+def _chain_rebuilt(*, test_vm_trigger: bool = False) -> list[str]:
     """The hardened base and the application image built on it: both active in prod."""
-    return _rebuilt("hardened", "1.0.0", HARDENED_STEPS, managed_image=True) + _rebuilt(
-        "webapp", "1.0.0", WEBAPP_STEPS, managed_image=True
+    return _rebuilt(
+        "hardened", "1.0.0", HARDENED_STEPS, managed_image=True, test_vm_trigger=test_vm_trigger
+    ) + _rebuilt(
+        "webapp", "1.0.0", WEBAPP_STEPS, managed_image=True, test_vm_trigger=test_vm_trigger
     )
 
 
@@ -161,10 +207,11 @@ def test_a_longer_run_command_timeout_rebuilds_the_active_builders() -> None:
     actions, findings = outcome(
         "prod", lambda c: c["imagefactory:builder"].update(runCommandTimeoutMinutes=120)
     )
+    # The timeout is in each test VM's trigger too: its checks are Run Commands as well.
     assert _by_name(actions) == _by_name(
-        _rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False)
-        + _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True)
-        + _chain_rebuilt()
+        _rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False, test_vm_trigger=True)
+        + _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True, test_vm_trigger=True)
+        + _chain_rebuilt(test_vm_trigger=True)
     )
     assert findings == []
 
@@ -196,34 +243,56 @@ def test_a_new_base_image_rebuilds_that_builder_and_leaves_the_version() -> None
     assert findings == []
 
 
+def _untested(image_: str, number: str) -> list[str]:
+    """What a build's validation deletes when it goes: the test VM, its NIC and password or
+    key, and a Trusted Launch build's staging version; checks and results go with the VM."""
+    build = f"build-{image_}-{number}"
+    test_vm = f"{build}-validate-vm"
+    return [
+        f"delete {test_vm}",
+        f"delete {build}-validate-nic",
+        f"delete {build}-validate-{'password' if image_ == 'iis' else 'ssh'}",
+        *(f"delete-skipped {build}-validate-{c} (deleted with {test_vm})" for c in CHECKS[image_]),
+        f"delete-skipped {build}-validate-results (deleted with {test_vm})",
+        *([f"delete {build}-staging"] if image_ in TRUSTED_LAUNCH else []),
+    ]
+
+
 def _retired_build(image_: str, number: str, steps: Sequence[str]) -> list[str]:
-    """What retiring one build deletes: a Windows build has a password and no managed image
-    (Trusted Launch publishes from the VM), a Linux one a key and a managed image."""
+    """What retiring one build deletes: a Windows build has passwords and a Linux one keys;
+    a Trusted Launch build has a staging version instead of a managed image. Run commands
+    and the results command go with their VM."""
     build = f"build-{image_}-{number}"
     vm = f"{build}-builder-vm"
-    windows = image_ == "iis"
     return [
         f"delete {vm}",
         f"delete {build}-builder-nic",
-        f"delete {build}-builder-{'password' if windows else 'ssh'}",
+        f"delete {build}-builder-{'password' if image_ == 'iis' else 'ssh'}",
         f"delete-skipped {build}-generalize-generalize (deleted with {vm})",
         f"delete-skipped {build}-generalize-capture (deleted with {vm})",
-        *([] if windows else [f"delete {build}-capture-image"]),
+        *([] if image_ in TRUSTED_LAUNCH else [f"delete {build}-capture-image"]),
         *(f"delete-skipped {build}-provision-{s} (deleted with {vm})" for s in steps),
+        *_untested(image_, number),
     ]
 
 
 def _new_build(image_: str, number: str, steps: Sequence[str]) -> list[str]:
     build = f"build-{image_}-{number}"
-    windows = image_ == "iis"
+    secret = "password" if image_ == "iis" else "ssh"
+    captured = "staging" if image_ in TRUSTED_LAUNCH else "capture-image"
     return [
         f"create {build}-builder-vm",
         f"create {build}-builder-nic",
-        f"create {build}-builder-{'password' if windows else 'ssh'}",
+        f"create {build}-builder-{secret}",
         f"create {build}-generalize-generalize",
         f"create {build}-generalize-capture",
-        *([] if windows else [f"create {build}-capture-image"]),
+        f"create {build}-{captured}",
         *(f"create {build}-provision-{s}" for s in steps),
+        f"create {build}-validate-vm",
+        f"create {build}-validate-nic",
+        f"create {build}-validate-{secret}",
+        *(f"create {build}-validate-{c}" for c in CHECKS[image_]),
+        f"create {build}-validate-results",
     ]
 
 
@@ -280,6 +349,9 @@ def test_retiring_every_builder_removes_the_build_network_and_group() -> None:
             "delete build-network-subnet",
             "delete build-network-vnet",
             "delete groups-build",
+            # Temporary like the builders: nothing published goes with them.
+            "delete staging-gallery",
+            "delete staging-iis",
         ]
     )
     assert findings == []
@@ -385,6 +457,154 @@ def test_a_vm_group_on_latest_is_rebuilt_when_a_new_version_is_published() -> No
     assert findings == []
 
 
+# --- validation: test VMs and staging go with their builds ------------------------------
+
+
+def _edited_script(monkeypatch: pytest.MonkeyPatch, stack: str, path: str) -> None:
+    """scripts/<path> read as if a line were appended to the file, in the runs after this
+    one: the stack's base run is recorded first, as the state before the edit."""
+    _base(stack)
+    original = scripts.load
+
+    def load(wanted: str) -> scripts.Script:
+        script = original(wanted)
+        if wanted != path:
+            return script
+        content = script.content + "# edited\n"
+        return scripts.Script(wanted, content, hashlib.sha256(content.encode()).hexdigest())
+
+    monkeypatch.setattr(scripts, "load", load)
+
+
+def test_an_edited_build_script_rebuilds_and_validates_again_and_leaves_the_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The new builder is published again to staging, and the test VM boots the new staging
+    # version (replace_with); the published version iis 1.0.0 shows no change.
+    _edited_script(monkeypatch, "prod", "windows/provision/10-iis.ps1")
+    actions, findings = outcome("prod", lambda c: None)
+    assert _by_name(actions) == _by_name(_rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False))
+    assert findings == []
+
+
+def test_an_edited_check_replaces_only_the_test_vms_that_run_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # validate/20-webserver.sh checks both images provisioned by provision/20-webserver.sh.
+    # A test VM is deallocated once validated, and Azure changes no Run Command on a stopped
+    # VM: the check reaches it as a new test VM (its trigger), never its builder.
+    _edited_script(monkeypatch, "prod", "linux/validate/20-webserver.sh")
+    actions, findings = outcome("prod", lambda c: None)
+    assert _by_name(actions) == _by_name(
+        _retested("webapp", "1.0.0", "replacement_trigger changed")
+        + _retested("webserver", "1.1.0", "replacement_trigger changed")
+    )
+    assert findings == []
+
+
+def test_retiring_the_last_trusted_launch_builder_deletes_the_staging_gallery() -> None:
+    actions, findings = outcome(
+        "prod", lambda c: version(c, "iis", "1.0.0").update(builder="retired")
+    )
+    assert _by_name(actions) == _by_name(
+        [*_retired_build("iis", "1.0.0", IIS_STEPS), "delete staging-gallery", "delete staging-iis"]
+    )
+    # Temporary, in the build group: no published image goes with them.
+    assert findings == []
+
+
+def test_turning_validation_off_deletes_the_test_vms_and_staging_and_leaves_the_versions() -> None:
+    def off(c: Config) -> None:
+        c["imagefactory:validation"] = {"enabled": False}
+
+    actions, findings = outcome("prod", off)
+    assert _by_name(actions) == _by_name(
+        [
+            *_untested("hardened", "1.0.0"),
+            *_untested("iis", "1.0.0"),
+            *_untested("webapp", "1.0.0"),
+            *_untested("webserver", "1.1.0"),
+            "delete staging-gallery",
+            "delete staging-iis",
+        ]
+    )
+    assert findings == []
+    # The program would now publish iis from its builder VM, as before validation; the
+    # published version keeps the staging version it was copied from (ignore_changes).
+    before = {r.name: r for r in _base("prod")}
+    after = {r.name: r for r in _run("prod", off)}
+    staging_id = (
+        f"/subscriptions/{engine.MOCK_SUBSCRIPTION}/resourceGroups/imgf-prod-build-rg/providers/"
+        "Microsoft.Compute/galleries/imgf_prod_staging/images/iis/versions/1.0.0"
+    )
+    assert before["version-iis-1.0.0-version"].inputs["storageProfile"]["source"] == {
+        "id": staging_id
+    }
+    assert after["version-iis-1.0.0-version"].inputs["storageProfile"]["source"] == {
+        "virtualMachineId": after["build-iis-1.0.0-builder-vm"].id
+    }
+    assert "storageProfile.source" in after["version-iis-1.0.0-version"].ignore_changes
+
+
+VALIDATED = {
+    "imagefactory-validation": "passed: 3 of 3 checks on imgf-prod-tst-webserver-1-1-0",
+    "imagefactory-os": "Ubuntu 24.04.1 LTS",
+    "imagefactory-built": "2026-12-06T10:00:00Z",
+    "imagefactory-base": "Canonical:ubuntu-24_04-lts:server:24.04.202611010",
+    "imagefactory-packages": "612 sha256:0f3a9c1e2b4d6f80",
+    "imagefactory-key-packages": "nginx=1.24.0-2ubuntu7 openssh-server=1:9.6p1-3ubuntu13",
+}
+"""What `capture.sh collect` leaves on a version in a real `pulumi up` (the mocks' commands
+print nothing, so their versions carry none)."""
+
+
+def test_a_tag_edit_keeps_what_validation_wrote_on_the_versions() -> None:
+    published = {
+        r.name
+        for r in _base("prod")
+        if r.type == refusals.VERSION_T and r.inputs["tags"].get("imagefactory-lifecycle") is None
+    }
+    before = [
+        dataclasses.replace(r, inputs={**r.inputs, "tags": {**r.inputs["tags"], **VALIDATED}})
+        if r.name in published
+        else r
+        for r in _base("prod")
+    ]
+    after = _run("prod", lambda c: c["imagefactory:tags"].update(team="web"))
+    d = changes.diff(before, after)
+    assert [a.line() for a in d.changed() if a.type == refusals.VERSION_T] == [
+        f"update version-{key}-version: tags.team"
+        for key in (
+            "hardened-1.0.0",
+            "iis-1.0.0",
+            "webapp-1.0.0",
+            "webserver-1.0.0",
+            "webserver-1.1.0",
+        )
+    ]
+    version_ = next(r for r in after if r.name == "version-webserver-1.1.0-version")
+    assert version_.ignore_changes == [
+        "storageProfile.source",
+        *(f'tags["{tag}"]' for tag in VALIDATED),
+    ]
+    # Without those paths the program's tags, which hold no results here, would remove them.
+    unfrozen = [
+        dataclasses.replace(r, ignore_changes=["storageProfile.source"])
+        if r.name in published
+        else r
+        for r in after
+    ]
+    assert [
+        a.line()
+        for a in changes.diff(before, unfrozen).changed()
+        if a.name == "version-webserver-1.1.0-version"
+    ] == [
+        "update version-webserver-1.1.0-version: tags.imagefactory-base, "
+        "tags.imagefactory-built, tags.imagefactory-key-packages, tags.imagefactory-os, "
+        "tags.imagefactory-packages, tags.imagefactory-validation, tags.team"
+    ]
+
+
 # --- edits Azure refuses: stopped in the preview ----------------------------------------
 
 
@@ -461,11 +681,16 @@ def test_the_replication_mode_cannot_change() -> None:
 
 
 def test_a_definitions_identifier_cannot_change() -> None:
+    # The staging definition of an image in a Trusted Launch build has the same shape, and
+    # Azure refuses it the same: a new image name gives both a new definition.
     actions, findings = outcome(
         "prod", lambda c: image(c, "iis")["identifier"].update(sku="windows-2025")
     )
-    assert actions == ["update gallery-iis: identifier.sku"]
-    assert findings == [refused("gallery-iis", "update of identifier", "definition-immutable")]
+    assert actions == ["update staging-iis: identifier.sku", "update gallery-iis: identifier.sku"]
+    assert findings == [
+        refused("gallery-iis", "update of identifier", "definition-immutable"),
+        refused("staging-iis", "update of identifier", "definition-immutable"),
+    ]
 
 
 def test_the_builder_subnet_cannot_change_under_its_builders() -> None:
@@ -480,8 +705,11 @@ def test_the_builder_subnet_cannot_change_under_its_builders() -> None:
             "build-network-subnet",
             "addressPrefix 10.42.1.0/24 -> 10.42.2.0/24",
             "subnet-in-use",
-            note="build-hardened-1.0.0-builder-nic, build-iis-1.0.0-builder-nic, "
-            "build-webapp-1.0.0-builder-nic, build-webserver-1.1.0-builder-nic",
+            # The test VMs' NICs are in the builder subnet too.
+            note="build-hardened-1.0.0-builder-nic, build-hardened-1.0.0-validate-nic, "
+            "build-iis-1.0.0-builder-nic, build-iis-1.0.0-validate-nic, "
+            "build-webapp-1.0.0-builder-nic, build-webapp-1.0.0-validate-nic, "
+            "build-webserver-1.1.0-builder-nic, build-webserver-1.1.0-validate-nic",
         ).line()
     ]
 
@@ -520,6 +748,7 @@ def test_without_the_tag_freeze_a_tag_edit_would_be_refused() -> None:
         dataclasses.replace(r, ignore_changes=[]) if r.type == refusals.VM_T else r for r in after
     ]
     d = changes.diff(_base("prod"), unfrozen)
+    # The test VMs lose their freeze too, but they are only deallocated: Azure takes the tag.
     assert [f.line() for f in refusals.check(d)] == [
         refused(vm, "update of tags.team", "generalized-vm-update")
         for vm in (
@@ -553,6 +782,28 @@ def test_a_run_command_edit_on_a_captured_builder_is_refused() -> None:
             "extension-on-stopped-vm",
         )
     ]
+
+
+def test_a_check_edit_on_a_validated_test_vm_is_refused() -> None:
+    """`capture.sh collect` deallocates the test VM: a check that changes while the VM stays
+    is an extension change on a stopped VM, as on a captured builder."""
+    check = "build-webserver-1.1.0-validate-check-20-webserver"
+    inputs = next(r.inputs for r in _base("prod") if r.name == check)
+    actions, findings = _against_prod(check, inputs={**inputs, "timeoutInSeconds": 1.0})
+    assert actions == [f"update {check}: timeoutInSeconds"]
+    assert findings == [refused(check, "update of timeoutInSeconds", "extension-on-stopped-vm")]
+
+
+def test_a_test_vm_is_deallocated_not_generalized() -> None:
+    """Azure updates a deallocated VM's model (only extensions need it running): a tag edit
+    reaching a test VM would not be refused, unlike one reaching a generalized builder."""
+    test_vm = "build-webserver-1.1.0-validate-vm"
+    inputs = next(r.inputs for r in _base("prod") if r.name == test_vm)
+    actions, findings = _against_prod(
+        test_vm, inputs={**inputs, "tags": {**inputs["tags"], "team": "web"}}, ignore_changes=[]
+    )
+    assert actions == [f"update {test_vm}: tags.team"]
+    assert findings == []
 
 
 def test_a_role_assignment_replaced_create_first_is_refused() -> None:
@@ -691,10 +942,12 @@ def test_a_new_admin_name_rebuilds_builders_and_vm_groups_and_is_refused_for_sca
     actions, findings = outcome(
         "prod", lambda c: c["imagefactory:builder"].update(adminUsername="opsadmin")
     )
+    # The common check looks for the admin account (ADMIN_USERNAME): the checks change, and
+    # with them each test VM's trigger.
     assert _by_name(actions) == _by_name(
-        _rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False)
-        + _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True)
-        + _chain_rebuilt()
+        _rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False, test_vm_trigger=True)
+        + _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True, test_vm_trigger=True)
+        + _chain_rebuilt(test_vm_trigger=True)
         + [
             f"update scaleset-web-{where}-vmss: virtualMachineProfile.osProfile.adminUsername, "
             "virtualMachineProfile.osProfile.linuxConfiguration"
@@ -782,6 +1035,7 @@ def test_moving_the_factory_to_another_region_replaces_same_named_resources() ->
             "build-network-nsg",
             "build-network-vnet",
             "build-webserver-0.1.0-builder-nic",
+            "build-webserver-0.1.0-validate-nic",
             "gallery-gallery",
             "gallery-webserver",
             "groups-build",

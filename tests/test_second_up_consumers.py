@@ -13,6 +13,7 @@ from test_second_up import (
     Config,
     _base,
     _by_name,
+    _new_build,
     _rebuilt,
     _run,
     image,
@@ -198,19 +199,14 @@ def test_a_new_base_version_rebuilds_the_image_on_its_latest_and_leaves_its_vers
         )
 
     actions, findings = outcome("prod", publish)
-    build = "build-hardened-1.1.0"
     assert _by_name(actions) == _by_name(
         [
-            f"create {build}-builder-vm",
-            f"create {build}-builder-nic",
-            f"create {build}-builder-ssh",
-            f"create {build}-generalize-generalize",
-            f"create {build}-generalize-capture",
-            f"create {build}-capture-image",
-            *(f"create {build}-provision-{s}" for s in HARDENED_STEPS),
+            # The new base version is built and validated on its own test VM.
+            *_new_build("hardened", "1.1.0", HARDENED_STEPS),
             "create version-hardened-1.1.0-version",
-            # webapp 1.0.0's builder starts from the new base; its published version keeps
-            # its source: users get the rebuild with a new webapp version (offline.bump).
+            # webapp 1.0.0's builder starts from the new base, and its test VM boots the new
+            # capture; its published version keeps its source: users get the rebuild with a
+            # new webapp version (offline.bump).
             *_rebuilt("webapp", "1.0.0", WEBAPP_STEPS, managed_image=True),
         ]
     )
