@@ -16,7 +16,8 @@
 #          alone. Re-running after a half-finished run therefore converges.
 # collect  gets a working az credential the same way, then reads each named managed Run
 #          Command of the test VM, in order, with `az vm run-command show --instance-view`
-#          (the only place Azure keeps a run command's output, and only its last 4 KB).
+#          (the only place Azure keeps a run command's output without an output blob,
+#          and it may cut long output at its start).
 #          Each must have finished with execution state Succeeded and exit code 0, and
 #          its output must hold at least one check line. The output's JSON lines (see
 #          scripts/linux/validate.sh) become one summary, printed as the only line on
@@ -26,7 +27,7 @@
 #          compact, keys sorted, on one line. "checks" keeps the run commands' order;
 #          "manifest" is the object of the last {"manifest": ...} line, {} when none;
 #          a check whose "ok" is neither true nor null (skipped) fails the result. Lines
-#          that are not JSON objects (a prefix Azure adds, a line cut by the 4 KB limit)
+#          that are not JSON objects (a prefix Azure adds, a first line cut short)
 #          are ignored. After a passed result the test VM is deallocated so it stops
 #          costing compute (skipped when already deallocated, or with
 #          VALIDATION_KEEP_RUNNING=1); after a failed one, or a failed run command, it is
@@ -573,8 +574,8 @@ import sys
 
 def json_objects(text):
     """The JSON objects among the lines of text. Anything else is skipped: text Azure
-    puts before the output, or a first line cut short because Azure keeps only the
-    output's last 4 KB."""
+    puts before the output, or a first line cut short when Azure keeps only the end of
+    a long output."""
     for line in text.splitlines():
         line = line.strip()
         if not line.startswith("{"):
