@@ -22,7 +22,9 @@ IIS = WINDOWS / "provision" / "10-iis.ps1"
 MANIFEST = WINDOWS / "provision" / "90-manifest.ps1"
 AUDIT = WINDOWS / "audit.ps1"
 GENERALIZE = WINDOWS / "generalize.ps1"
-SCRIPTS = [IIS, MANIFEST, AUDIT, GENERALIZE]
+VALIDATE = WINDOWS / "validate.ps1"
+IIS_CHECK = WINDOWS / "validate" / "10-iis.ps1"
+SCRIPTS = [IIS, MANIFEST, AUDIT, GENERALIZE, VALIDATE, IIS_CHECK]
 
 # Variables the Python side's Run Command header may set.
 HEADER_VARS = {
@@ -32,15 +34,22 @@ HEADER_VARS = {
     "BUILD_USERS",
     "SYSPREP_TIMEOUT_SECONDS",
     "AUDIT_ALLOWLIST",
+    # The test VM's checks (imagefactory/validation.py).
+    "EXPECTED_HOSTNAME",
+    "ADMIN_USERNAME",
+    "BUILDER_IDENTITY",
+    "EXPECT_AGENT",
 }
 # Windows' own variables the scripts may read.
-SYSTEM_VARS = {"SystemRoot", "SystemDrive", "ProgramData", "ProgramFiles"}
+SYSTEM_VARS = {"SystemRoot", "SystemDrive", "ProgramData", "ProgramFiles", "COMPUTERNAME"}
 
 REQUIRED_VARS = {
     IIS: {"IMAGE_NAME", "IMAGE_VERSION"},
     MANIFEST: {"IMAGE_NAME", "IMAGE_VERSION", "BASE_IMAGE"},
     AUDIT: set(),
     GENERALIZE: {"BUILD_USERS"},
+    VALIDATE: {"IMAGE_NAME", "IMAGE_VERSION", "EXPECTED_HOSTNAME", "ADMIN_USERNAME"},
+    IIS_CHECK: {"IMAGE_NAME", "IMAGE_VERSION"},
 }
 
 HEADER = (

@@ -27,7 +27,7 @@ function Get-RequiredEnv {
     param([string]$Name)
     $value = [Environment]::GetEnvironmentVariable($Name)
     if ([string]::IsNullOrWhiteSpace($value)) {
-        throw "validate: environment variable $Name is required but not set"
+        throw "Required environment variable $Name is not set (the Run Command header must set it)."
     }
     return $value
 }
@@ -49,7 +49,7 @@ $imageName = Get-RequiredEnv -Name 'IMAGE_NAME'
 $imageVersion = Get-RequiredEnv -Name 'IMAGE_VERSION'
 $expectedHost = Get-RequiredEnv -Name 'EXPECTED_HOSTNAME'
 $admin = Get-RequiredEnv -Name 'ADMIN_USERNAME'
-$builderIds = @(([string]$env:BUILDER_IDENTITY).Split(' ', [StringSplitOptions]::RemoveEmptyEntries))
+$builderIds = @(([string][Environment]::GetEnvironmentVariable('BUILDER_IDENTITY')).Split(' ', [StringSplitOptions]::RemoveEmptyEntries))
 
 # Provisioning: Windows setup finished its OOBE pass (sysprep's generalize worked), and
 # the guest agent that reported the VM ready to Azure runs.
@@ -60,7 +60,7 @@ if ($imageState -eq 'IMAGE_STATE_COMPLETE') {
 } else {
     Write-Check -Name 'provisioning.setup' -Status fail -Detail "ImageState is $imageState, not IMAGE_STATE_COMPLETE"
 }
-if ($env:EXPECT_AGENT -ne '0') {
+if ([Environment]::GetEnvironmentVariable('EXPECT_AGENT') -ne '0') {
     $agent = Get-Service -Name 'WindowsAzureGuestAgent' -ErrorAction SilentlyContinue
     if ($null -ne $agent -and $agent.Status -eq 'Running') {
         Write-Check -Name 'provisioning.agent' -Status pass -Detail 'WindowsAzureGuestAgent running'

@@ -16,11 +16,17 @@ function Write-Check {
     }
 }
 
-$imageName = $env:IMAGE_NAME
-$imageVersion = $env:IMAGE_VERSION
-if ([string]::IsNullOrWhiteSpace($imageName) -or [string]::IsNullOrWhiteSpace($imageVersion)) {
-    throw 'validate: IMAGE_NAME and IMAGE_VERSION are required'
+function Get-RequiredEnv {
+    param([string]$Name)
+    $value = [Environment]::GetEnvironmentVariable($Name)
+    if ([string]::IsNullOrWhiteSpace($value)) {
+        throw "Required environment variable $Name is not set (the Run Command header must set it)."
+    }
+    return $value
 }
+
+$imageName = Get-RequiredEnv -Name 'IMAGE_NAME'
+$imageVersion = Get-RequiredEnv -Name 'IMAGE_VERSION'
 
 $service = Get-Service -Name 'W3SVC' -ErrorAction SilentlyContinue
 Write-Check -Name 'iis.w3svc' -Ok ($null -ne $service -and $service.Status -eq 'Running') -Detail 'W3SVC running'
@@ -30,7 +36,7 @@ $version = [System.Net.WebUtility]::HtmlEncode($imageVersion)
 try {
     $page = (Invoke-WebRequest -Uri 'http://localhost/' -UseBasicParsing -TimeoutSec 30).Content
     $named = $page.Contains("<h1>$name</h1>") -and $page.Contains("Image version $version")
-    Write-Check -Name 'iis.page' -Ok $named -Detail "http://localhost/ names $imageName $imageVersion: $named"
+    Write-Check -Name 'iis.page' -Ok $named -Detail "http://localhost/ names ${imageName} ${imageVersion}: $named"
 } catch {
     Write-Check -Name 'iis.page' -Ok $false -Detail "http://localhost/: $($_.Exception.Message)"
 }
