@@ -148,8 +148,10 @@ def tags(summary: Summary | None, *, room: int) -> dict[str, str]:
         OS_TAG: m.get("os"),
         BUILT_TAG: m.get("build_time"),
         BASE_TAG: m.get("base_image"),
+        # Windows: its programs, and the Windows features it has installed.
         PACKAGES_TAG: (
             f"{m['packages']} sha256:{str(m.get('packagesSha256', ''))[:16]}"
+            + (f", {m['features']} features" if m.get("features") is not None else "")
             if m.get("packages") is not None
             else None
         ),

@@ -315,3 +315,22 @@ def test_validation_tags_give_way_to_44_stack_tags() -> None:
         "imagefactory-os",
         "imagefactory-validation",
     ]
+
+
+def test_a_windows_summary_names_its_programs_and_features() -> None:
+    windows = {
+        **SUMMARY,
+        "testVm": "tst876efb69f4",
+        "manifest": {
+            "os": "Microsoft Windows Server 2022 Datacenter",
+            "build_time": "2026-12-06T11:00:00Z",
+            "base_image": "MicrosoftWindowsServer:WindowsServer:2022-datacenter-g2:latest",
+            "packages": 41,
+            "features": 23,
+            "packagesSha256": "ab" * 32,
+            "keyPackages": {},
+        },
+    }
+    tags = validation.tags(validation.parse(json.dumps(windows)), room=50)
+    assert tags["imagefactory-packages"] == "41 sha256:abababababababab, 23 features"
+    assert tags["imagefactory-key-packages"] == "unknown"
