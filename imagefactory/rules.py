@@ -97,19 +97,23 @@ PROGRAM_TAGS = (
     "imagefactory-lifecycle",
     naming.ROLE_TAG,
 )
-# Names only the program writes: a version's validation tags give way to the stack's own
-# when room runs short, but a stack tag must never pass for a validation.
+# Names only the program writes: a stack tag must never pass for a validation.
 RESERVED_TAGS = (*PROGRAM_TAGS, *naming.VALIDATION_TAGS)
+# The most the program puts on one resource: a gallery version's managed-by, stack, image
+# and version, and its validation tags. Those are kept as first written (ignore_changes),
+# so stack tags added later must still leave room for them.
+VERSION_PROGRAM_TAGS = 4 + len(naming.VALIDATION_TAGS)
 
 
 def tags(key: str, values: Mapping[str, str]) -> list[str]:
     problems: list[str] = []
-    room = TAGS_MAX - len(PROGRAM_TAGS)
+    room = TAGS_MAX - VERSION_PROGRAM_TAGS
     if len(values) > room:
         problems.append(
             f"{key}: {len(values)} tags; Azure allows {TAGS_MAX} per resource and the "
-            f"program adds up to {len(PROGRAM_TAGS)} of its own ({', '.join(PROGRAM_TAGS)}), "
-            f"so at most {room} here"
+            f"program adds up to {VERSION_PROGRAM_TAGS} of its own to a gallery version "
+            f"(managed-by, imagefactory-stack, imagefactory-image, imagefactory-version and "
+            f"the {len(naming.VALIDATION_TAGS)} validation tags), so at most {room} here"
         )
     seen: dict[str, str] = {}
     for name, value in values.items():

@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import ipaddress
+import posixpath
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -535,6 +536,17 @@ class Validation(_Model):
     enabled: bool = True
     """False skips the test VMs: versions publish straight after capture; default true."""
 
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _exactly_true_or_false(cls, value: Any) -> Any:
+        # The gate before anything is published: 0, 'no' or 'off' must not quietly turn it
+        # off. `pulumi config set --path` writes text, so 'true' and 'false' count too.
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ValueError(f"{value!r} is not true or false; allowed: true or false")
+
 
 class Capture(_Model):
     """Limits of the deallocate + generalize command (scripts/azure/capture.sh)."""
@@ -931,6 +943,66 @@ def _duplicates(values: Iterable[str]) -> list[str]:
     return dupes
 
 
+# The in-guest steps the program adds after an image's provisioning scripts, and the common
+# checks every test VM runs first (imagefactory/scripts.py, imagefactory/validation.py).
+_STEP_NAMES = ("audit", "generalize")
+COMMON_CHECK: dict[OsType, str] = {"linux": "linux/validate.sh", "windows": "windows/validate.ps1"}
+
+
+def _plain(path: str) -> bool:
+    """A path relative to scripts/ as written, inside it."""
+    return posixpath.normpath(path) == path and not path.startswith(("/", "../")) and path != ".."
+
+
+def _stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def _script_names(
+    at: tuple[str | int, ...],
+    field: tuple[str, ...],
+    paths: Sequence[str],
+    *,
+    reserved: Sequence[str] = (),
+    taken: Sequence[str] = (),
+    common: str | None = None,
+) -> list[str]:
+    """Script paths: relative, inside scripts/, written plainly; and distinct file names,
+    since each step's Run Command and resource are named after its file name."""
+    problems: list[str] = []
+    seen = {_stem(p): p for p in taken}
+    for j, path in enumerate(paths):
+        key = _key((*at, *field, j))
+        plain = posixpath.normpath(path)
+        if path.startswith("/") or plain == ".." or plain.startswith("../"):
+            problems.append(
+                f"{key}: {path!r} is outside scripts/; allowed: a path relative to scripts/, "
+                "e.g. 'linux/validate/20-webserver.sh'"
+            )
+            continue
+        if plain != path:
+            problems.append(f"{key}: {path!r} is not written plainly; write it as {plain!r}")
+            continue
+        if path == common:
+            problems.append(
+                f"{key}: {path!r} is the common check every test VM runs first; list only "
+                "the image's own checks"
+            )
+            continue
+        stem = _stem(path)
+        if stem in reserved:
+            problems.append(
+                f"{key}: {path!r} has the name of the program's own {stem!r} step; rename the file"
+            )
+        elif stem in seen and seen[stem] != path:
+            problems.append(
+                f"{key}: {path!r} has the same file name as {seen[stem]!r}, and each step is "
+                "named after its file name; rename one of them"
+            )
+        seen.setdefault(stem, path)
+    return problems
+
+
 def _image_rules(i: int, image: Image, location: str | None) -> list[str]:
     at = ("images", i)
     problems: list[str] = []
@@ -956,8 +1028,20 @@ def _image_rules(i: int, image: Image, location: str | None) -> list[str]:
             "builder.securityType: Standard to capture a managed image)"
         )
     suffix = SCRIPT_SUFFIX[image.os]
+    problems.extend(_script_names(at, ("scripts",), image.script_paths, reserved=_STEP_NAMES))
+    problems.extend(
+        _script_names(
+            at,
+            ("validation", "scripts"),
+            image.validation.scripts,
+            taken=[p for p in image.validation_paths if p not in image.validation.scripts],
+            common=COMMON_CHECK[image.os],
+        )
+    )
     for j, script in enumerate(image.script_paths):
         key = _key((*at, "scripts", j))
+        if not _plain(script):
+            continue  # said above
         if not script.endswith(suffix):
             problems.append(
                 f"{key}: {script!r} is not a {image.os} script; {image.os} images run "
@@ -972,6 +1056,8 @@ def _image_rules(i: int, image: Image, location: str | None) -> list[str]:
         )
     for j, script in enumerate(image.validation.scripts):
         key = _key((*at, "validation", "scripts", j))
+        if not _plain(script):
+            continue  # said above
         if not script.endswith(suffix):
             problems.append(
                 f"{key}: {script!r} is not a {image.os} script; {image.os} images run "
@@ -1240,6 +1326,18 @@ def _rules(
         problems.extend(image_audit.rules(parsed.audit))
     for dupe in _duplicates(img.name for _, img in images):
         problems.append(f"{_key(('images',))}: image {dupe!r} is defined more than once")
+    # VM and NIC names take no '_' or '.', and Azure compares names case-insensitively: two
+    # images whose names differ only there would build on one VM (naming.Names.builder_vm).
+    slugs: dict[str, str] = {}
+    for _, img in images:
+        slug = re.sub(r"[_.]+", "-", img.name).lower()
+        if slug in slugs and slugs[slug] != img.name:
+            problems.append(
+                f"{_key(('images',))}: images {slugs[slug]!r} and {img.name!r} differ only in "
+                "'-', '_', '.' or case, which VM names cannot tell apart (their builders and "
+                "test VMs would share one name); rename one"
+            )
+        slugs.setdefault(slug, img.name)
     identifiers = [
         (img.identifier.publisher, img.identifier.offer, img.identifier.sku) for _, img in images
     ]

@@ -290,7 +290,7 @@ CASES: list[tuple[str, list[tuple[str, Any]], list[str]]] = [
         ],
     ),
     (
-        "tags 45",
+        "tags 41",
         [
             (
                 "tags",
@@ -331,10 +331,6 @@ CASES: list[tuple[str, list[tuple[str, Any]], list[str]]] = [
                     "t39": "v",
                     "t4": "v",
                     "t40": "v",
-                    "t41": "v",
-                    "t42": "v",
-                    "t43": "v",
-                    "t44": "v",
                     "t5": "v",
                     "t6": "v",
                     "t7": "v",
@@ -344,9 +340,10 @@ CASES: list[tuple[str, list[tuple[str, Any]], list[str]]] = [
             )
         ],
         [
-            "imagefactory:tags: 45 tags; Azure allows 50 per resource and the program adds up to "
-            "6 of its own (managed-by, imagefactory-stack, imagefactory-image, "
-            "imagefactory-version, imagefactory-lifecycle, imagefactory-role), so at most 44 here"
+            "imagefactory:tags: 41 tags; Azure allows 50 per resource and the program adds up to "
+            "10 of its own to a gallery version (managed-by, imagefactory-stack, "
+            "imagefactory-image, imagefactory-version and the 6 validation tags), so at most 40 "
+            "here"
         ],
     ),
     (
@@ -443,6 +440,62 @@ CASES: list[tuple[str, list[tuple[str, Any]], list[str]]] = [
         [
             "imagefactory:images[1].validation.scripts[0]: 'linux/validate/20-webserver.sh' is "
             "not a windows script; windows images run .ps1 files"
+        ],
+    ),
+    (
+        "image names one VM name cannot tell apart",
+        [("images.3.name", "Hardened")],
+        [
+            "imagefactory:images: images 'hardened' and 'Hardened' differ only in '-', "
+            "'_', '.' or case, which VM names cannot tell apart (their builders and test VMs "
+            "would share one name); rename one"
+        ],
+    ),
+    (
+        "validation switch written as no",
+        [("validation", {"enabled": "no"})],
+        ["imagefactory:validation.enabled: 'no' is not true or false; allowed: true or false"],
+    ),
+    (
+        "validation script outside scripts/",
+        [("images.0.validation", {"scripts": ["../../../tmp/evil.sh"]})],
+        [
+            "imagefactory:images[0].validation.scripts[0]: '../../../tmp/evil.sh' is outside "
+            "scripts/; allowed: a path relative to scripts/, e.g. "
+            "'linux/validate/20-webserver.sh'"
+        ],
+    ),
+    (
+        "validation script written with ./",
+        [("images.0.validation", {"scripts": ["linux/validate/./10-base.sh"]})],
+        [
+            "imagefactory:images[0].validation.scripts[0]: 'linux/validate/./10-base.sh' is not "
+            "written plainly; write it as 'linux/validate/10-base.sh'"
+        ],
+    ),
+    (
+        "validation script named like one of the image's checks",
+        [("images.0.validation", {"scripts": ["linux/provision/20-webserver.sh"]})],
+        [
+            "imagefactory:images[0].validation.scripts[0]: 'linux/provision/20-webserver.sh' has "
+            "the same file name as 'linux/validate/20-webserver.sh', and each step is named "
+            "after its file name; rename one of them"
+        ],
+    ),
+    (
+        "the common check listed as an image's own",
+        [("images.1.validation", {"scripts": ["windows/validate.ps1"]})],
+        [
+            "imagefactory:images[1].validation.scripts[0]: 'windows/validate.ps1' is the common "
+            "check every test VM runs first; list only the image's own checks"
+        ],
+    ),
+    (
+        "provision script named like the audit step",
+        [("images.2.scripts", ["linux/provision/10-base.sh", "linux/audit.sh"])],
+        [
+            "imagefactory:images[2].scripts[1]: 'linux/audit.sh' has the name of the program's "
+            "own 'audit' step; rename the file"
         ],
     ),
     (
@@ -554,8 +607,8 @@ GOOD: list[tuple[str, list[tuple[str, Any]]]] = [
     ("upper-case scale set name", [("scaleSets.0.name", "Web-US")]),
     ("admin name of 20 with Windows images", [("builder.adminUsername", "a" * 20)]),
     (
-        "44 tags, names of 512, values of 256",
-        [("tags", {**{f"t{n}": "v" for n in range(42)}, "n" * 512: "v", "team": "v" * 256})],
+        "40 tags, names of 512, values of 256",
+        [("tags", {**{f"t{n}": "v" for n in range(38)}, "n" * 512: "v", "team": "v" * 256})],
     ),
     (
         "a /29 builder subnet for 3 builders, validation off",
