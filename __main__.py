@@ -71,13 +71,12 @@ if groups.build is not None:
         subnet_prefix=net.builder_subnet,
         tags=naming.tags(settings.tags, stack=stack, temporary=True),
     )
-    # Trusted Launch builds have no managed image to test: they wait for validation as a
-    # version in a staging gallery of the build group (components/staging.py).
+    # Trusted Launch builds have no managed image: they are published through a version in
+    # a staging gallery of the build group, where they are validated (components/staging.py).
     staged_images = [
         i
         for i in settings.images
-        if settings.validation.enabled
-        and builders[i.name].security_type == "TrustedLaunch"
+        if builders[i.name].security_type == "TrustedLaunch"
         and any(v.builder == "active" for v in i.versions)
     ]
     staging = (
@@ -130,9 +129,9 @@ for image in settings.build_order():
     version_outputs: dict[str, dict] = {}
     for spec in image.versions:
         key = f"{image.name}-{spec.version}"
-        builder_tl = builders[image.name].security_type == "TrustedLaunch"
-        # A validated Trusted Launch build is copied from its staging version.
-        staged = builder_tl and settings.validation.enabled
+        # A Trusted Launch build is copied from its staging version, validated or not, so
+        # turning validation off or on never changes what a version was published from.
+        staged = builders[image.name].security_type == "TrustedLaunch"
         build = None
         if spec.builder == "active":
             assert placement is not None
@@ -158,8 +157,6 @@ for image in settings.build_order():
                 names=names,
                 image=image.name,
                 version=spec.version,
-                os=image.os,
-                from_vm=builder_tl,
                 staged=staged,
             )
         )
@@ -171,7 +168,6 @@ for image in settings.build_order():
             resource_group_name=images_group,
             location=location,
             source_id=source_id,
-            source_is_vm=builder_tl and not staged,
             built_by=[build.done] if build else [],
             replication_timeout_minutes=settings.replication_timeout_minutes,
             protection=protection,

@@ -53,7 +53,7 @@ class BuildPlacement:
     subnet_id: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
     staging: StagingGallery | None = None
-    """Where Trusted Launch builds wait for validation; None when validation is off or no
+    """Where Trusted Launch builds are published first (and validated); None when no
     Trusted Launch image is being built."""
 
 
@@ -67,11 +67,11 @@ class ImageBuild(pulumi.ComponentResource):
     builder: BuilderVm
     managed_image: ManagedImage | None
     staging: compute.GalleryImageVersion | None
-    """A Trusted Launch build's staging version, when it is validated."""
+    """A Trusted Launch build's staging version, which its gallery version copies."""
     validation: Validation | None
     done: pulumi.Resource
     """What the gallery version waits for: the validation's results, or (validation off)
-    the managed image or the capture command."""
+    the managed image or the staging version."""
 
     def __init__(
         self,
@@ -104,6 +104,7 @@ class ImageBuild(pulumi.ComponentResource):
             audit=settings.audit,
         )
         vm_name = names.builder_vm(image.name, version.version, image.os)
+        build_fingerprint = fingerprint(image, settings, steps)
         self.builder = BuilderVm(
             f"{name}-builder",
             BuilderArgs(
@@ -118,7 +119,7 @@ class ImageBuild(pulumi.ComponentResource):
                 location=placement.location,
                 subnet_id=placement.subnet_id,
                 public_ip=settings.builder.public_ip,
-                fingerprint=fingerprint(image, settings, steps),
+                fingerprint=build_fingerprint,
                 tags=tags,
                 base_image_id=base_image_id,
                 base_id_field=(chain.id_kind(base.id) or "id") if base.id else "id",
@@ -166,12 +167,11 @@ class ImageBuild(pulumi.ComponentResource):
         self.managed_image = None
         self.staging = None
         self.validation = None
-        self.done = generalization.capture
         tested: pulumi.Resource | None = None
         tested_id: pulumi.Input[str] | None = None
         trusted_launch = builder.security_type == "TrustedLaunch"
         if not trusted_launch:
-            # Azure refuses managed images of Trusted Launch VMs; those publish from the VM.
+            # Azure refuses managed images of Trusted Launch VMs; those go through staging.
             self.managed_image = ManagedImage(
                 f"{name}-capture",
                 image_name=names.managed_image(image.name, version.version),
@@ -185,8 +185,8 @@ class ImageBuild(pulumi.ComponentResource):
             )
             self.done = self.managed_image.image
             tested, tested_id = self.managed_image.image, self.managed_image.image.id
-        elif settings.validation.enabled:
-            assert placement.staging is not None, "validated Trusted Launch builds need staging"
+        else:
+            assert placement.staging is not None, "Trusted Launch builds publish through staging"
             self.staging = staging_version(
                 f"{name}-staging",
                 version=version.version,
@@ -199,6 +199,7 @@ class ImageBuild(pulumi.ComponentResource):
                 tags=tags,
                 parent=self,
             )
+            self.done = self.staging
             tested, tested_id = self.staging, self.staging.id
         if settings.validation.enabled:
             assert tested is not None and tested_id is not None
@@ -222,6 +223,7 @@ class ImageBuild(pulumi.ComponentResource):
                     location=placement.location,
                     subnet_id=placement.subnet_id,
                     tags={**tags, naming.ROLE_TAG: naming.TEST_VM_ROLE},
+                    build=build_fingerprint,
                 ),
                 checks=checks,
                 collect=scripts.collect_command(

@@ -31,7 +31,6 @@ class ImageVersion(pulumi.ComponentResource):
         resource_group_name: pulumi.Input[str],
         location: str,
         source_id: pulumi.Input[str],
-        source_is_vm: bool,
         built_by: Sequence[pulumi.Resource],
         replication_timeout_minutes: int,
         protection: pulumi.ResourceOptions,
@@ -42,11 +41,7 @@ class ImageVersion(pulumi.ComponentResource):
         """`validated`: the stdout of the build's `capture.sh collect`, whose short form
         (imagefactory.validation.tags) goes on the version beside `tags`."""
         super().__init__("imagefactory:publish:ImageVersion", name, None, opts)
-        source = (
-            compute.GalleryArtifactVersionFullSourceArgs(virtual_machine_id=source_id)
-            if source_is_vm
-            else compute.GalleryArtifactVersionFullSourceArgs(id=source_id)
-        )
+        source = compute.GalleryArtifactVersionFullSourceArgs(id=source_id)
         timeout = f"{replication_timeout_minutes}m"
         self.version = compute.GalleryImageVersion(
             f"{name}-version",

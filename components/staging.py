@@ -1,11 +1,13 @@
-"""Where Trusted Launch builds wait for validation before they are published.
+"""Where Trusted Launch builds are published first, and validated, before the real version.
 
 Azure captures no managed image from a Trusted Launch VM: its only image is a gallery
 version. Published straight into the stack's gallery, an unvalidated version would be
 visible to every consumer and, unless excluded, become `latest` at once. So a Trusted Launch
 build is first published to a staging gallery in the build resource group (excluded from
 latest, source region only), a test VM is validated from that staging version, and only
-then is the real version created, copied from the staging version. Sources: an image
+then is the real version created, copied from the staging version. With validation off
+the real version is still copied from the staging version: what a version is published
+from never depends on that switch. Sources: an image
 version's source can be "an image version in another gallery" ("Store and share images in
 an Azure Compute Gallery", learn.microsoft.com/azure/virtual-machines/shared-image-galleries);
 a Trusted Launch VM can be captured into a TrustedLaunch definition only

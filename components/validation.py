@@ -46,13 +46,19 @@ class TestVmArgs:
     location: str
     subnet_id: pulumi.Input[str]
     tags: Mapping[str, str]
+    build: str
+    """The builder's fingerprint (build.fingerprint): a new build is validated anew."""
 
 
 def trigger(args: TestVmArgs, checks: Sequence[Step], timeout_seconds: int) -> str:
-    """The test VM's replacement trigger, 16 hex characters: its size and disk, the checks
-    and their time limit. The VM is deallocated once validated, and Azure refuses to update
-    the Run Commands of a VM that is not running: any change to them needs a new test VM."""
+    """The test VM's replacement trigger, 16 hex characters: the build it tests, its size
+    and disk, the checks and their time limit. The VM is deallocated once validated, and
+    Azure refuses to update the Run Commands of a VM that is not running: any change to them
+    needs a new test VM. The build is in it because what the VM boots from can change kind
+    (a managed image, a staging version) without that resource being replaced."""
     shape = {
+        "build": args.build,
+        "trustedLaunch": args.trusted_launch,
         "vmSize": args.vm_size,
         "osDiskType": args.os_disk_type,
         "checks": [hashlib.sha256(s.source.encode()).hexdigest() for s in checks],
@@ -135,6 +141,9 @@ class Validation(pulumi.ComponentResource):
                     ),
                 ),
             ),
+            # The builder's security type: Azure creates Trusted Launch VMs from gallery
+            # images only, never from a managed image ("Create a managed image",
+            # learn.microsoft.com/azure/virtual-machines/linux/capture-image).
             security_profile=trusted_launch_profile() if args.trusted_launch else None,
             plan=marketplace_plan(args.base_image),
             # The serial log shows why a badly generalized image never finished provisioning.

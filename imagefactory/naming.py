@@ -197,24 +197,13 @@ def staging_version_id(subscription_id: str, *, names: Names, image: str, versio
 
 
 def version_source_id(
-    subscription_id: str,
-    *,
-    names: Names,
-    image: str,
-    version: str,
-    os: str,
-    from_vm: bool,
-    staged: bool = False,
+    subscription_id: str, *, names: Names, image: str, version: str, staged: bool
 ) -> str:
-    """What a gallery version is published from: the builder VM (Trusted Launch), or the
-    validated staging version of a Trusted Launch build (`staged`), or the managed image.
-    Computed from names only, so retiring the builder changes nothing."""
+    """What a gallery version is published from: the staging version of a Trusted Launch
+    build (`staged`), or the managed image. Computed from names only, so retiring the
+    builder changes nothing."""
     if staged:
         return staging_version_id(subscription_id, names=names, image=image, version=version)
-    if from_vm:
-        return virtual_machine_id(
-            subscription_id, names.build_group, names.builder_vm(image, version, os)
-        )
     return managed_image_id(
         subscription_id, names.images_group, names.managed_image(image, version)
     )

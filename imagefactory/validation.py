@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from imagefactory import naming, scripts
-from imagefactory.settings import Image, OsType
+from imagefactory.settings import COMMON_CHECK, Image, OsType
 
-COMMON_CHECKS: dict[OsType, str] = {"linux": "linux/validate.sh", "windows": "windows/validate.ps1"}
+COMMON_CHECKS: dict[OsType, str] = COMMON_CHECK
 
 # Azure's tag limits ("Use tags to organize your Azure resources", Limitations,
 # learn.microsoft.com/azure/azure-resource-manager/management/tag-resources#limitations):

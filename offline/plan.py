@@ -219,7 +219,7 @@ STAGED_SOURCE = re.compile(
     r"/galleries/(?P<gallery>[^/]+)/images/(?P<image>[^/]+)/versions/(?P<version>[^/]+)$",
     re.IGNORECASE,
 )
-"""A version copied from another gallery's version: a validated Trusted Launch build's
+"""A version copied from another gallery's version: a Trusted Launch build's
 staging version."""
 
 

@@ -144,41 +144,56 @@ def _version_changes(
             ordinary.append(f"{what}: {label} {old.get(field)} -> {new.get(field)}")
     ob, nb = old.get("builder"), new.get("builder")
     if ob and not nb:
-        ordinary.append(f"builder of {name} {number} retired (VM {ob['vm']} deleted)")
+        test = ob.get("validation")
+        also = f" and its test VM {test['vm']}" if test else ""
+        ordinary.append(f"builder of {name} {number} retired (VM {ob['vm']}{also} deleted)")
     elif nb and not ob:
         ordinary.append(f"builder of {name} {number} created (VM {nb['vm']})")
     elif ob and nb and ob.get("fingerprint") != nb.get("fingerprint"):
         ordinary.append(f"builder of {name} {number} rebuilt (VM {nb['vm']})")
     if ob and nb:
         ordinary += _validation_changes(
-            f"{name} {number}", ob.get("validation"), nb.get("validation")
+            f"{name} {number}",
+            ob.get("validation"),
+            nb.get("validation"),
+            rebuilt=ob.get("fingerprint") != nb.get("fingerprint"),
         )
     return fixed + sorted(ordinary)
 
 
 def _validation_changes(
-    what: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+    what: str,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+    *,
+    rebuilt: bool = False,
 ) -> list[str]:
     """A build's validation (test VM and checks) turned on, off or changed; a plan from
-    before validation existed has none."""
+    before validation existed has none. `rebuilt`: the builder is new, so is what it tests."""
     if new and not old:
         return [
             f"validation of {what} added: test VM {new['vm']} ({new['size']}) from "
             f"{new['image']}: {' -> '.join(new['checks'])}"
         ]
     if old and not new:
-        return [f"validation of {what} turned off (test VM {old['vm']} deleted)"]
+        return [
+            f"validation of {what} turned off (test VM {old['vm']} deleted; new builds "
+            "publish untested)"
+        ]
     if not (old and new) or old.get("fingerprint") == new.get("fingerprint"):
         return []
     changed = [
         f"{label} {a} -> {b}"
         for label, a, b in (
             ("size", old["size"], new["size"]),
+            ("from", old.get("image"), new.get("image")),
             ("checks", ", ".join(old["checks"]), ", ".join(new["checks"])),
         )
         if a != b
     ]
-    why = "; ".join(changed) or "check scripts or their time limit changed"
+    if rebuilt:
+        changed.insert(0, "a new build")
+    why = "; ".join(changed) or "check scripts, their time limit or the admin name changed"
     return [f"validation of {what} re-run on a new test VM {new['vm']} ({why})"]
 
 

@@ -88,7 +88,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "version-region-added-without-source",
         "GalleryImageVersion",
-        "the version's source, a managed image or builder VM, was retired",
+        "the version's source, a managed image or staging version (or, before staging, the "
+        "builder VM), was retired",
         "replication to a new region reads the version's source, which no longer exists",
         "https://learn.microsoft.com/azure/virtual-machines/update-image-resources",
         "publish the region with a new version (python -m offline.bump); reactivating the "

@@ -47,7 +47,8 @@ def test_bumped_stack_plans_as_expected(tmp_path: Path) -> None:
     before = plan.build_plan(engine.run("prod"))
     assert [c.line() for c in plandiff.diff_plans(before, after)] == [
         "version webserver 1.1.1 added: eastus x2 Standard_ZRS, westeurope x1 Standard_ZRS",
-        "builder of webserver 1.1.0 retired (VM imgf-prod-bld-webserver-1-1-0 deleted)",
+        "builder of webserver 1.1.0 retired (VM imgf-prod-bld-webserver-1-1-0 "
+        "and its test VM imgf-prod-tst-webserver-1-1-0 deleted)",
         "scale set web-us moves from webserver latest (1.1.0) to webserver latest (1.1.1) "
         "(automatic OS image upgrade)",
     ]

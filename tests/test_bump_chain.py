@@ -47,9 +47,11 @@ def test_the_bumped_chain_plans_base_first(tmp_path: Path) -> None:
         for c in plandiff.diff_plans(plan.build_plan(engine.run("prod")), plan.build_plan(run))
     ] == [
         "version hardened 1.0.1 added: eastus x1 Standard_ZRS",
-        "builder of hardened 1.0.0 retired (VM imgf-prod-bld-hardened-1-0-0 deleted)",
+        "builder of hardened 1.0.0 retired (VM imgf-prod-bld-hardened-1-0-0 "
+        "and its test VM imgf-prod-tst-hardened-1-0-0 deleted)",
         "version webapp 1.0.1 added: eastus x1 Standard_ZRS, westeurope x1 Standard_ZRS",
-        "builder of webapp 1.0.0 retired (VM imgf-prod-bld-webapp-1-0-0 deleted)",
+        "builder of webapp 1.0.0 retired (VM imgf-prod-bld-webapp-1-0-0 "
+        "and its test VM imgf-prod-tst-webapp-1-0-0 deleted)",
     ]
     # webapp 1.0.1's builder starts from hardened 1.0.1, built in the same up.
     base = next(

@@ -43,14 +43,15 @@ def test_validation_off_is_said_per_build() -> None:
     ]
 
 
-def test_validation_off_publishes_trusted_launch_from_the_vm() -> None:
+def test_validation_off_still_publishes_trusted_launch_through_staging() -> None:
     config = engine.stack_config("prod")
     config["imagefactory:validation"] = {"enabled": False}
     lines = plan.render_text(plan.build_plan(engine.run("prod", config=config))).splitlines()
-    assert lines[0] == "stack prod: 73 resources"
+    # 102 less the 4 test VMs with their NIC, key or password, checks and results.
+    assert lines[0] == "stack prod: 76 resources"
     at = lines.index(
         "│       ├── steps: 01-10-iis -> 02-90-manifest -> 03-audit -> 04-generalize -> "
-        "deallocate+generalize -> from the VM (Trusted Launch)"
+        "deallocate+generalize -> staging version imgf_prod_staging/iis/1.0.0 (Trusted Launch)"
     )
     assert lines[at + 1] == (
         "│       ├── validation: OFF (imagefactory:validation.enabled false): published untested"
@@ -65,8 +66,8 @@ def test_prod_tree_marks_retired_protected_eol_and_trusted_launch() -> None:
         "gallery imgf_prod_gallery (imgf-prod-images-rg, eastus), shared with 2 principal(s)",
     ]
     assert "│   └── version 1.0.0  [latest, protected, EOL 2027-12-31]" in lines
-    # A validated Trusted Launch build goes to a staging version; its test VM boots from it
-    # and the version is published (copied from it) once the checks pass.
+    # A Trusted Launch build goes to a staging version; its test VM boots from it and the
+    # version is published (copied from it) once the checks pass.
     at = lines.index(
         "│       ├── steps: 01-10-iis -> 02-90-manifest -> 03-audit -> 04-generalize -> "
         "deallocate+generalize -> staging version imgf_prod_staging/iis/1.0.0 (Trusted Launch)"

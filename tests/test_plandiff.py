@@ -103,7 +103,8 @@ def test_retiring_a_builder() -> None:
         _version(c, "webserver", "1.1.0")["builder"] = "retired"
 
     assert _diff(retire) == [
-        "builder of webserver 1.1.0 retired (VM imgf-prod-bld-webserver-1-1-0 deleted)"
+        "builder of webserver 1.1.0 retired (VM imgf-prod-bld-webserver-1-1-0 "
+        "and its test VM imgf-prod-tst-webserver-1-1-0 deleted)"
     ]
 
 
@@ -133,6 +134,10 @@ def test_builder_security_change_replaces_the_definition_but_never_a_version() -
         "image webserver definition: securityType TrustedLaunchSupported -> TrustedLaunch",
         "version webserver 1.0.0: keeps its source (published versions never change it)",
         "builder of webserver 1.1.0 rebuilt (VM imgf-prod-bld-webserver-1-1-0)",
+        # Now a Trusted Launch build: its test VM boots the staging version instead.
+        "validation of webserver 1.1.0 re-run on a new test VM imgf-prod-tst-webserver-1-1-0 "
+        "(a new build; from managed image imgf-prod-webserver-1.1.0 -> staging version "
+        "imgf_prod_staging/webserver/1.1.0)",
         "version webserver 1.1.0: keeps its source (published versions never change it)",
     ]
 
@@ -176,7 +181,6 @@ VALIDATION_ADDED = [
     # A Trusted Launch build has no managed image: its test VM boots from a staging version.
     "validation of iis 1.0.0 added: test VM tst876efb69f4 (Standard_D4s_v5) from staging "
     "version imgf_prod_staging/iis/1.0.0: 01-validate -> 02-check-10-iis",
-    "version iis 1.0.0: keeps its source (published versions never change it)",
     "validation of webapp 1.0.0 added: test VM imgf-prod-tst-webapp-1-0-0 (Standard_D2as_v5) "
     "from managed image imgf-prod-webapp-1.0.0: 01-validate -> 02-check-20-webserver",
     "validation of webserver 1.1.0 added: test VM imgf-prod-tst-webserver-1-1-0 "
@@ -186,18 +190,19 @@ VALIDATION_ADDED = [
 
 
 def test_turning_validation_on_adds_a_test_vm_to_each_build() -> None:
-    # The published iis version would now be copied from its staging version; it keeps the
-    # builder VM it was published from.
+    # The published iis version is copied from its staging version either way: the switch
+    # never changes what a version is published from.
     assert _diff(_validation(True), base=_validation(False)) == VALIDATION_ADDED
 
 
 def test_turning_validation_off_deletes_the_test_vms() -> None:
+    untested = "deleted; new builds publish untested)"
     assert _diff(_validation(False)) == [
-        "validation of hardened 1.0.0 turned off (test VM imgf-prod-tst-hardened-1-0-0 deleted)",
-        "validation of iis 1.0.0 turned off (test VM tst876efb69f4 deleted)",
-        "version iis 1.0.0: keeps its source (published versions never change it)",
-        "validation of webapp 1.0.0 turned off (test VM imgf-prod-tst-webapp-1-0-0 deleted)",
-        "validation of webserver 1.1.0 turned off (test VM imgf-prod-tst-webserver-1-1-0 deleted)",
+        f"validation of hardened 1.0.0 turned off (test VM imgf-prod-tst-hardened-1-0-0 {untested}",
+        f"validation of iis 1.0.0 turned off (test VM tst876efb69f4 {untested}",
+        f"validation of webapp 1.0.0 turned off (test VM imgf-prod-tst-webapp-1-0-0 {untested}",
+        "validation of webserver 1.1.0 turned off (test VM imgf-prod-tst-webserver-1-1-0 "
+        + untested,
     ]
 
 
@@ -524,7 +529,8 @@ def test_the_working_tree_is_the_default_head_and_a_refusal_exits_4(
     ]
     assert lines[2].startswith(
         "  REFUSED: version-webserver-1.0.0-version: region northeurope added (the version's "
-        "source, a managed image or builder VM, was retired); Azure answers "
+        "source, a managed image or staging version (or, before staging, the builder VM), "
+        "was retired); Azure answers "
     )
     assert lines[3:] == [
         "  version webserver 1.0.0: region northeurope added (x1 Standard_ZRS)",

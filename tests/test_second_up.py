@@ -166,11 +166,10 @@ def _rebuilt(
     steps: list[str],
     *,
     managed_image: bool,
-    test_vm_trigger: bool = False,
 ) -> list[str]:
     """A rebuilt build: its builder, what was captured from it (the managed image, or a
-    Trusted Launch build's staging version) and the test VM booted from that. With
-    `test_vm_trigger` the test VM's own trigger (size, disk, checks, timeout) changed too."""
+    Trusted Launch build's staging version) and its test VM, whose trigger holds the
+    builder's fingerprint: a new build is validated anew."""
     build = f"build-{image_}-{number}"
     vm = f"{build}-builder-vm"
     lines = [
@@ -180,7 +179,7 @@ def _rebuilt(
     ]
     captured = f"{build}-capture-image" if managed_image else f"{build}-staging"
     lines.append(f"replace {captured} (replace_with {vm})")
-    why = "replacement_trigger changed" if test_vm_trigger else f"replace_with {captured}"
+    why = "replacement_trigger changed"
     return (
         lines
         + [f"replace {build}-provision-{s} (replace_with {vm})" for s in steps]
@@ -188,12 +187,10 @@ def _rebuilt(
     )
 
 
-def _chain_rebuilt(*, test_vm_trigger: bool = False) -> list[str]:
+def _chain_rebuilt() -> list[str]:
     """The hardened base and the application image built on it: both active in prod."""
-    return _rebuilt(
-        "hardened", "1.0.0", HARDENED_STEPS, managed_image=True, test_vm_trigger=test_vm_trigger
-    ) + _rebuilt(
-        "webapp", "1.0.0", WEBAPP_STEPS, managed_image=True, test_vm_trigger=test_vm_trigger
+    return _rebuilt("hardened", "1.0.0", HARDENED_STEPS, managed_image=True) + _rebuilt(
+        "webapp", "1.0.0", WEBAPP_STEPS, managed_image=True
     )
 
 
@@ -209,9 +206,9 @@ def test_a_longer_run_command_timeout_rebuilds_the_active_builders() -> None:
     )
     # The timeout is in each test VM's trigger too: its checks are Run Commands as well.
     assert _by_name(actions) == _by_name(
-        _rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False, test_vm_trigger=True)
-        + _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True, test_vm_trigger=True)
-        + _chain_rebuilt(test_vm_trigger=True)
+        _rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False)
+        + _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True)
+        + _chain_rebuilt()
     )
     assert findings == []
 
@@ -245,7 +242,7 @@ def test_a_new_base_image_rebuilds_that_builder_and_leaves_the_version() -> None
 
 def _untested(image_: str, number: str) -> list[str]:
     """What a build's validation deletes when it goes: the test VM, its NIC and password or
-    key, and a Trusted Launch build's staging version; checks and results go with the VM."""
+    key; checks and results go with the VM."""
     build = f"build-{image_}-{number}"
     test_vm = f"{build}-validate-vm"
     return [
@@ -254,7 +251,6 @@ def _untested(image_: str, number: str) -> list[str]:
         f"delete {build}-validate-{'password' if image_ == 'iis' else 'ssh'}",
         *(f"delete-skipped {build}-validate-{c} (deleted with {test_vm})" for c in CHECKS[image_]),
         f"delete-skipped {build}-validate-results (deleted with {test_vm})",
-        *([f"delete {build}-staging"] if image_ in TRUSTED_LAUNCH else []),
     ]
 
 
@@ -270,7 +266,7 @@ def _retired_build(image_: str, number: str, steps: Sequence[str]) -> list[str]:
         f"delete {build}-builder-{'password' if image_ == 'iis' else 'ssh'}",
         f"delete-skipped {build}-generalize-generalize (deleted with {vm})",
         f"delete-skipped {build}-generalize-capture (deleted with {vm})",
-        *([] if image_ in TRUSTED_LAUNCH else [f"delete {build}-capture-image"]),
+        f"delete {build}-staging" if image_ in TRUSTED_LAUNCH else f"delete {build}-capture-image",
         *(f"delete-skipped {build}-provision-{s} (deleted with {vm})" for s in steps),
         *_untested(image_, number),
     ]
@@ -513,37 +509,34 @@ def test_retiring_the_last_trusted_launch_builder_deletes_the_staging_gallery() 
     assert findings == []
 
 
-def test_turning_validation_off_deletes_the_test_vms_and_staging_and_leaves_the_versions() -> None:
+def test_turning_validation_off_deletes_the_test_vms_and_leaves_staging_and_the_versions() -> None:
     def off(c: Config) -> None:
         c["imagefactory:validation"] = {"enabled": False}
 
     actions, findings = outcome("prod", off)
+    # The versions now wait for the managed image or staging version instead of the
+    # results: an ordering change only, nothing Azure sees.
     assert _by_name(actions) == _by_name(
         [
             *_untested("hardened", "1.0.0"),
             *_untested("iis", "1.0.0"),
             *_untested("webapp", "1.0.0"),
             *_untested("webserver", "1.1.0"),
-            "delete staging-gallery",
-            "delete staging-iis",
         ]
     )
     assert findings == []
-    # The program would now publish iis from its builder VM, as before validation; the
-    # published version keeps the staging version it was copied from (ignore_changes).
-    before = {r.name: r for r in _base("prod")}
+    # A Trusted Launch build is still copied from its staging version, which stays: what a
+    # version is published from never depends on the switch.
     after = {r.name: r for r in _run("prod", off)}
     staging_id = (
         f"/subscriptions/{engine.MOCK_SUBSCRIPTION}/resourceGroups/imgf-prod-build-rg/providers/"
         "Microsoft.Compute/galleries/imgf_prod_staging/images/iis/versions/1.0.0"
     )
-    assert before["version-iis-1.0.0-version"].inputs["storageProfile"]["source"] == {
-        "id": staging_id
-    }
-    assert after["version-iis-1.0.0-version"].inputs["storageProfile"]["source"] == {
-        "virtualMachineId": after["build-iis-1.0.0-builder-vm"].id
-    }
-    assert "storageProfile.source" in after["version-iis-1.0.0-version"].ignore_changes
+    for side in (dict((r.name, r) for r in _base("prod")), after):
+        assert side["version-iis-1.0.0-version"].inputs["storageProfile"]["source"] == {
+            "id": staging_id
+        }
+        assert side["build-iis-1.0.0-staging"].id == staging_id
 
 
 VALIDATED = {
@@ -923,8 +916,8 @@ def test_an_engine_that_would_ignore_an_option_stops_the_program(feature: int, o
 def test_a_refused_line_names_the_state_azure_the_source_and_the_way_around() -> None:
     assert refused("v", "region northeurope added", "version-region-added-without-source") == (
         "REFUSED: v: region northeurope added (the version's source, a managed image or "
-        "builder VM, was retired); Azure answers replication to a new region reads the "
-        "version's source, which no longer exists [https://learn.microsoft.com/azure/"
+        "staging version (or, before staging, the builder VM), was retired); Azure answers "
+        "replication to a new region reads the version's source, which no longer exists [https://learn.microsoft.com/azure/"
         "virtual-machines/update-image-resources]; instead: publish the region with a new "
         "version (python -m offline.bump); reactivating the builder would build a different "
         "image under the same version number"
@@ -945,9 +938,9 @@ def test_a_new_admin_name_rebuilds_builders_and_vm_groups_and_is_refused_for_sca
     # The common check looks for the admin account (ADMIN_USERNAME): the checks change, and
     # with them each test VM's trigger.
     assert _by_name(actions) == _by_name(
-        _rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False, test_vm_trigger=True)
-        + _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True, test_vm_trigger=True)
-        + _chain_rebuilt(test_vm_trigger=True)
+        _rebuilt("iis", "1.0.0", IIS_STEPS, managed_image=False)
+        + _rebuilt("webserver", "1.1.0", WEB_STEPS, managed_image=True)
+        + _chain_rebuilt()
         + [
             f"update scaleset-web-{where}-vmss: virtualMachineProfile.osProfile.adminUsername, "
             "virtualMachineProfile.osProfile.linuxConfiguration"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pulumi
 import pytest
 
 from imagefactory import naming, scripts, validation
@@ -197,12 +198,20 @@ def test_validation_off_publishes_straight_after_capture(dev_off: Run) -> None:
     )
 
 
-def test_validation_off_publishes_trusted_launch_builds_from_the_vm(prod_off: Run) -> None:
-    assert [g.name for g in prod_off.of_type(GALLERY)] == ["gallery-gallery"]
-    vm = prod_off.named("build-iis-1.0.0-builder-vm")
-    (version,) = [v for v in prod_off.of_type(VERSION) if v.inputs["galleryImageName"] == "iis"]
-    assert version.inputs["storageProfile"]["source"] == {"virtualMachineId": vm.id}
-    assert prod_off.named("build-iis-1.0.0-generalize-capture").urn in version.dependencies
+def test_validation_off_still_copies_trusted_launch_builds_from_staging(prod_off: Run) -> None:
+    assert sorted(g.name for g in prod_off.of_type(GALLERY)) == [
+        "gallery-gallery",
+        "staging-gallery",
+    ]
+    staging = prod_off.named("build-iis-1.0.0-staging")
+    (version,) = [
+        v
+        for v in prod_off.of_type(VERSION)
+        if v.inputs["galleryImageName"] == "iis" and v.name.startswith("version-")
+    ]
+    # What a version is published from never depends on the switch.
+    assert version.inputs["storageProfile"]["source"] == {"id": staging.id}
+    assert staging.urn in version.dependencies
 
 
 def _reaches(run: Run, start: str, goal: str) -> bool:
@@ -304,17 +313,20 @@ def test_the_versions_validation_tags_have_known_keys_even_before_the_results() 
     assert validation.tag_value("", key="imagefactory-os") == "unknown"
 
 
-def test_validation_tags_give_way_to_44_stack_tags() -> None:
+def test_forty_stack_tags_leave_room_for_every_validation_tag() -> None:
     config = engine.stack_config("dev")
-    config["imagefactory:tags"] = {f"t{n:02d}": "v" for n in range(44)}
+    config["imagefactory:tags"] = {f"t{n:02d}": "v" for n in range(40)}
     version = engine.run("dev", config=config).named("version-webserver-0.1.0-version")
     tags = version.inputs["tags"]
-    # 44 of the stack's, 4 of the program's, and room for the first 2 validation tags.
+    # 40 of the stack's, 4 of the program's and the 6 validation tags: Azure's 50, so a
+    # version keeps all of them whatever tags are added later (the config allows no more).
     assert len(tags) == 50
-    assert sorted(k for k in tags if k in validation.VALIDATION_TAGS) == [
-        "imagefactory-os",
-        "imagefactory-validation",
-    ]
+    assert sorted(k for k in tags if k in validation.VALIDATION_TAGS) == sorted(
+        validation.VALIDATION_TAGS
+    )
+    config["imagefactory:tags"] = {f"t{n:02d}": "v" for n in range(41)}
+    with pytest.raises(pulumi.RunError, match=r"41 tags; .* so at most 40 here"):
+        engine.run("dev", config=config)
 
 
 def test_a_windows_summary_names_its_programs_and_features() -> None:
