@@ -1088,3 +1088,15 @@ def test_changing_protection_changes_only_pulumis_state() -> None:
         )
     ]
     assert findings == []
+
+
+def test_a_builder_leaving_trusted_launch_gets_a_new_test_vm_never_an_update() -> None:
+    def standard(c: Config) -> None:
+        image(c, "iis")["builder"] = {"securityType": "Standard"}
+
+    actions, findings = outcome("prod", standard)
+    # What the test VM boots from changes kind (staging version -> managed image): the
+    # builder's fingerprint in its trigger replaces it, so no in-place image change.
+    assert "replace build-iis-1.0.0-validate-vm (replacement_trigger changed)" in actions
+    assert not [a for a in actions if a.startswith("update build-iis-1.0.0-validate-vm")]
+    assert [f for f in findings if f.startswith("REFUSED")] == []
