@@ -119,6 +119,14 @@ usage: $PROG capture --resource-group RG --vm NAME [--subscription SUB]
 EOF
 }
 
+# --help: the usage, then this file's header comment (what each action does, its output,
+# environment and exit codes).
+help_text() {
+  usage_text
+  echo
+  sed -n '2,/^set -euo pipefail$/{/^#/{s/^# \{0,1\}//;p;};}' "${BASH_SOURCE[0]}"
+}
+
 usage_error() {
   printf '%s: usage error: %s\n' "$PROG" "$*" >&2
   usage_text >&2
@@ -148,7 +156,7 @@ parse_args() {
   case $1 in
     capture | collect | delete) ACTION=$1 ;;
     -h | --help)
-      usage_text
+      help_text
       exit 0
       ;;
     *) usage_error "unknown action '$1': expected 'capture', 'collect' or 'delete'" ;;
@@ -172,7 +180,7 @@ parse_args() {
           shift 2
           ;;
         -h | --help)
-          usage_text
+          help_text
           exit 0
           ;;
         *) usage_error "unknown argument '$flag'" ;;
@@ -645,7 +653,9 @@ def read(name, vm):
     if not checks:
         print(
             f"{where} printed no check line (no {{\"check\": ...}} JSON line in the output"
-            f" Azure kept); VM '{vm}' is left running for inspection. The end of its output:\n"
+            f" Azure kept); VM '{vm}' is left as it is. A deallocated VM's run commands"
+            f" report no output: if it is off, start it (az vm start) and run pulumi up"
+            f" again. The end of its output:\n"
             + tail(view.get("output"))
         )
         return 1

@@ -429,7 +429,8 @@ def test_output_without_a_check_line_fails(tmp_path: Path) -> None:
     assert result.stderr.splitlines()[-3:] == [
         f"capture.sh: error: run command 'validate-webserver' on VM '{TEST_VM}' printed no check"
         ' line (no {"check": ...} JSON line in the output Azure kept);'
-        f" VM '{TEST_VM}' is left running for inspection. The end of its output:",
+        f" VM '{TEST_VM}' is left as it is. A deallocated VM's run commands report no output:"
+        " if it is off, start it (az vm start) and run pulumi up again. The end of its output:",
         "nginx is up",
         result_line([]),
     ]
