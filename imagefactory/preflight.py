@@ -316,24 +316,12 @@ def _builder_size(
     location: str,
     base: ImageFacts | None,
 ) -> None:
-    size = facts.size(build.vm_size, location)
     what = f"the builder of image {image.name!r}"
+    size = _checked_size(
+        found, facts, image, build, location, build.vm_size, build.vm_size_key, what
+    )
     if size is None:
-        found.warn(
-            f"{build.vm_size_key}: "
-            + _not_known(facts, "generations, architecture and storage", build.vm_size)
-        )
         return
-    for line in _size_rules(
-        size,
-        build.vm_size_key,
-        location,
-        image=image,
-        generation=image.generation,
-        trusted_launch=build.trusted_launch,
-        what=what,
-    ):
-        found.problem(line)
     if size.offered and build.os_disk_type in PREMIUM_DISKS and not size.premium_io:
         premium = _premium_variant(build.vm_size)
         hint = f" or a premium-capable size such as {premium!r}" if premium else ""
@@ -344,23 +332,25 @@ def _builder_size(
         )
 
 
-def _test_vm_size(
-    found: Findings, facts: Facts, image: Image, build: BuildSpec, location: str
-) -> None:
-    """The validation test VM boots the new image like a consumer: the same rules as the
-    builder's size, with the builder's security type and OS disk type."""
-    assert build.test_vm_size is not None
-    size = facts.size(build.test_vm_size, location)
-    what = f"the validation test VM of image {image.name!r}"
+def _checked_size(
+    found: Findings,
+    facts: Facts,
+    image: Image,
+    build: BuildSpec,
+    location: str,
+    name: str,
+    key: str,
+    what: str,
+) -> SizeFacts | None:
+    """A size's facts after the rules every VM of the build meets (offered, generation,
+    architecture, OS, Trusted Launch); None, with a warning, when the facts do not know it."""
+    size = facts.size(name, location)
     if size is None:
-        found.warn(
-            f"{build.test_vm_size_key}: "
-            + _not_known(facts, "generations, architecture and storage", build.test_vm_size)
-        )
-        return
+        found.warn(f"{key}: " + _not_known(facts, "generations, architecture and storage", name))
+        return None
     for line in _size_rules(
         size,
-        build.test_vm_size_key,
+        key,
         location,
         image=image,
         generation=image.generation,
@@ -368,6 +358,21 @@ def _test_vm_size(
         what=what,
     ):
         found.problem(line)
+    return size
+
+
+def _test_vm_size(
+    found: Findings, facts: Facts, image: Image, build: BuildSpec, location: str
+) -> None:
+    """The validation test VM boots the new image like a consumer: the same rules as the
+    builder's size, with the builder's security type and OS disk type."""
+    assert build.test_vm_size is not None
+    what = f"the validation test VM of image {image.name!r}"
+    size = _checked_size(
+        found, facts, image, build, location, build.test_vm_size, build.test_vm_size_key, what
+    )
+    if size is None:
+        return
     if size.offered and build.os_disk_type in PREMIUM_DISKS and not size.premium_io:
         found.problem(
             f"{build.test_vm_size_key}: {build.test_vm_size!r} has no premium storage "

@@ -1003,6 +1003,25 @@ def _script_names(
     return problems
 
 
+def _script_files(
+    at: tuple[str | int, ...], field: tuple[str, ...], paths: Sequence[str], os: OsType
+) -> list[str]:
+    """Each plainly written path is a file of the image's OS under scripts/."""
+    problems: list[str] = []
+    suffix = SCRIPT_SUFFIX[os]
+    for j, script in enumerate(paths):
+        key = _key((*at, *field, j))
+        if not _plain(script):
+            continue  # _script_names says why
+        if not script.endswith(suffix):
+            problems.append(
+                f"{key}: {script!r} is not a {os} script; {os} images run {suffix} files"
+            )
+        elif not (SCRIPTS_DIR / script).is_file():
+            problems.append(f"{key}: {script!r} does not exist under scripts/")
+    return problems
+
+
 def _image_rules(i: int, image: Image, location: str | None) -> list[str]:
     at = ("images", i)
     problems: list[str] = []
@@ -1027,7 +1046,6 @@ def _image_rules(i: int, image: Image, location: str | None) -> list[str]:
             "published from a Trusted Launch builder VM; allowed: 'TrustedLaunch' (or set "
             "builder.securityType: Standard to capture a managed image)"
         )
-    suffix = SCRIPT_SUFFIX[image.os]
     problems.extend(_script_names(at, ("scripts",), image.script_paths, reserved=_STEP_NAMES))
     problems.extend(
         _script_names(
@@ -1038,33 +1056,15 @@ def _image_rules(i: int, image: Image, location: str | None) -> list[str]:
             common=COMMON_CHECK[image.os],
         )
     )
-    for j, script in enumerate(image.script_paths):
-        key = _key((*at, "scripts", j))
-        if not _plain(script):
-            continue  # said above
-        if not script.endswith(suffix):
-            problems.append(
-                f"{key}: {script!r} is not a {image.os} script; {image.os} images run "
-                f"{suffix} files"
-            )
-        elif not (SCRIPTS_DIR / script).is_file():
-            problems.append(f"{key}: {script!r} does not exist under scripts/")
+    problems.extend(_script_files(at, ("scripts",), image.script_paths, image.os))
     if not image.script_paths:
         problems.append(
             f"{_key((*at, 'scripts'))}: no provisioning scripts; add files to "
             f"scripts/{image.os}/provision/ or list them here"
         )
-    for j, script in enumerate(image.validation.scripts):
-        key = _key((*at, "validation", "scripts", j))
-        if not _plain(script):
-            continue  # said above
-        if not script.endswith(suffix):
-            problems.append(
-                f"{key}: {script!r} is not a {image.os} script; {image.os} images run "
-                f"{suffix} files"
-            )
-        elif not (SCRIPTS_DIR / script).is_file():
-            problems.append(f"{key}: {script!r} does not exist under scripts/")
+    problems.extend(
+        _script_files(at, ("validation", "scripts"), image.validation.scripts, image.os)
+    )
     for dupe in _duplicates(image.validation.scripts):
         problems.append(
             f"{_key((*at, 'validation', 'scripts'))}: {dupe!r} is listed more than once"
