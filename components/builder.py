@@ -9,7 +9,13 @@ from typing import Literal
 import pulumi
 from pulumi_azure_native import compute, network
 
-from components.credentials import marketplace_plan, os_profile_parts, trusted_launch_profile
+from components.credentials import (
+    marketplace_plan,
+    os_profile_parts,
+    owned_nic,
+    private_nic,
+    trusted_launch_profile,
+)
 from components.options import KEPT_FROM_CREATION
 from imagefactory.settings import BaseImage, Builder, Generation, OsType
 
@@ -70,22 +76,13 @@ class BuilderVm(pulumi.ComponentResource):
                 tags=tags,
                 opts=child,
             )
-        self.nic = network.NetworkInterface(
+        self.nic = private_nic(
             f"{name}-nic",
-            network_interface_name=args.nic_name,
+            nic_name=args.nic_name,
             resource_group_name=args.resource_group_name,
             location=args.location,
-            ip_configurations=[
-                network.NetworkInterfaceIPConfigurationArgs(
-                    name="primary",
-                    primary=True,
-                    private_ip_allocation_method="Dynamic",
-                    subnet=network.SubnetArgs(id=args.subnet_id),
-                    public_ip_address=(
-                        network.PublicIPAddressArgs(id=public_ip.id) if public_ip else None
-                    ),
-                )
-            ],
+            subnet_id=args.subnet_id,
+            public_ip_id=public_ip.id if public_ip else None,
             tags=tags,
             opts=child,
         )
@@ -122,17 +119,7 @@ class BuilderVm(pulumi.ComponentResource):
             resource_group_name=args.resource_group_name,
             location=args.location,
             hardware_profile=compute.HardwareProfileArgs(vm_size=args.builder.vm_size),
-            network_profile=compute.NetworkProfileArgs(
-                network_interfaces=[
-                    compute.NetworkInterfaceReferenceArgs(
-                        # Pulumi owns the NIC: with "Delete" Azure would remove it with the
-                        # VM, and a rebuilt VM would point at a NIC Pulumi thinks exists.
-                        id=self.nic.id,
-                        primary=True,
-                        delete_option="Detach",
-                    )
-                ]
-            ),
+            network_profile=owned_nic(self.nic),
             os_profile=os_profile,
             storage_profile=compute.StorageProfileArgs(
                 image_reference=reference,

@@ -1,4 +1,5 @@
-"""Generated admin credentials and the OS profile parts that use them.
+"""Generated admin credentials and the OS profile parts that use them, and the other parts
+the builder VM and the validation test VM share (NIC, plan, security profile).
 
 Linux VMs log in by SSH key only (a `pulumi-tls` key), Windows VMs by a `pulumi-random`
 password. Both live in the stack's state as secrets and are never exported.
@@ -11,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 import pulumi_tls as tls
-from pulumi_azure_native import compute
+from pulumi_azure_native import compute, network
 
 from imagefactory.settings import BaseImage, OsType
 
@@ -76,4 +77,48 @@ def trusted_launch_profile() -> compute.SecurityProfileArgs:
     return compute.SecurityProfileArgs(
         security_type=compute.SecurityTypes.TRUSTED_LAUNCH,
         uefi_settings=compute.UefiSettingsArgs(secure_boot_enabled=True, v_tpm_enabled=True),
+    )
+
+
+def private_nic(
+    name: str,
+    *,
+    nic_name: str,
+    resource_group_name: pulumi.Input[str],
+    location: str,
+    subnet_id: pulumi.Input[str],
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+    public_ip_id: pulumi.Input[str] | None = None,
+) -> network.NetworkInterface:
+    """A NIC in the build subnet (whose NSG allows no inbound traffic), dynamic private IP,
+    a public IP only when given one."""
+    return network.NetworkInterface(
+        name,
+        network_interface_name=nic_name,
+        resource_group_name=resource_group_name,
+        location=location,
+        ip_configurations=[
+            network.NetworkInterfaceIPConfigurationArgs(
+                name="primary",
+                primary=True,
+                private_ip_allocation_method="Dynamic",
+                subnet=network.SubnetArgs(id=subnet_id),
+                public_ip_address=(
+                    network.PublicIPAddressArgs(id=public_ip_id) if public_ip_id else None
+                ),
+            )
+        ],
+        tags=tags,
+        opts=opts,
+    )
+
+
+def owned_nic(nic: network.NetworkInterface) -> compute.NetworkProfileArgs:
+    """The VM's network profile: its one NIC, which Pulumi owns. With "Delete" Azure would
+    remove it with the VM, and a rebuilt VM would point at a NIC Pulumi thinks exists."""
+    return compute.NetworkProfileArgs(
+        network_interfaces=[
+            compute.NetworkInterfaceReferenceArgs(id=nic.id, primary=True, delete_option="Detach")
+        ]
     )

@@ -19,7 +19,13 @@ import pulumi
 import pulumi_command as command
 from pulumi_azure_native import compute, network
 
-from components.credentials import marketplace_plan, os_profile_parts, trusted_launch_profile
+from components.credentials import (
+    marketplace_plan,
+    os_profile_parts,
+    owned_nic,
+    private_nic,
+    trusted_launch_profile,
+)
 from components.options import KEPT_FROM_CREATION
 from components.provisioning import run_steps
 from imagefactory import naming
@@ -94,19 +100,12 @@ class Validation(pulumi.ComponentResource):
         tags = dict(args.tags)
         kept = pulumi.ResourceOptions(parent=self, ignore_changes=KEPT_FROM_CREATION)
         # Private: no public IP, in the build subnet whose NSG allows no inbound traffic.
-        self.nic = network.NetworkInterface(
+        self.nic = private_nic(
             f"{name}-nic",
-            network_interface_name=args.nic_name,
+            nic_name=args.nic_name,
             resource_group_name=args.resource_group_name,
             location=args.location,
-            ip_configurations=[
-                network.NetworkInterfaceIPConfigurationArgs(
-                    name="primary",
-                    primary=True,
-                    private_ip_allocation_method="Dynamic",
-                    subnet=network.SubnetArgs(id=args.subnet_id),
-                )
-            ],
+            subnet_id=args.subnet_id,
             tags=tags,
             opts=kept,
         )
@@ -116,13 +115,7 @@ class Validation(pulumi.ComponentResource):
             resource_group_name=args.resource_group_name,
             location=args.location,
             hardware_profile=compute.HardwareProfileArgs(vm_size=args.vm_size),
-            network_profile=compute.NetworkProfileArgs(
-                network_interfaces=[
-                    compute.NetworkInterfaceReferenceArgs(
-                        id=self.nic.id, primary=True, delete_option="Detach"
-                    )
-                ]
-            ),
+            network_profile=owned_nic(self.nic),
             os_profile=compute.OSProfileArgs(
                 computer_name=args.vm_name,
                 admin_username=args.admin_username,
