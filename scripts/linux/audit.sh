@@ -301,6 +301,35 @@ for i in "${!allow_paths[@]}"; do
   log "allowlist: ${allow_paths[i]} (${allow_reasons[i]})"
 done
 
+# Compressed files are searched by the key-store and name rules below, not as text: their
+# bytes are not the text they hold, and over megabytes of them the patterns match by
+# chance (an initramfs matched keyword-assignment). An initramfs (update-initramfs: an
+# uncompressed early cpio, then the compressed main one) is built from files of the root
+# file system, which are scanned themselves. First bytes: gzip, xz, zstd, bzip2, lz4 (NUL
+# bytes are dropped by read).
+: >"$work/text"
+packed=()
+while IFS= read -r -d '' f; do
+  head=''
+  IFS= read -r -d '' -N 6 head 2>/dev/null <"$f" || true
+  case $f in
+    */boot/initrd.img-* | */boot/initramfs-*) packed+=("$(rel "$f")") ;;
+    *)
+      case $head in
+        $'\x1f\x8b'* | $'\xfd7zXZ'* | $'\x28\xb5\x2f\xfd'* | BZh* | $'\x04\x22\x4d\x18'*)
+          packed+=("$(rel "$f")")
+          ;;
+        *) printf '%s\0' "$f" >>"$work/text" ;;
+      esac
+      ;;
+  esac
+done <"$work/scan"
+if ((${#packed[@]})); then
+  more=''
+  ((${#packed[@]} > 5)) && more=' ...'
+  log "not searched as text: ${#packed[@]} compressed file(s): ${packed[*]:0:5}$more"
+fi
+
 # ---------------------------------------------------------------------------
 # 2. Content rules: the catalogue. One rule a line, TAB-separated:
 #      id  flags  reason  regex  unless
@@ -377,7 +406,7 @@ done
 # matched any. grep -a: binary files are searched as text; exit 2 (an
 # unreadable file) is an error of the audit, not a clean result.
 grep_hits() { # flags-file ... ; prints NUL-separated file names
-  xargs -0 -r grep -a -l -Z -E "$@" <"$work/scan" 2>"$work/grep.err" || true
+  xargs -0 -r grep -a -l -Z -E "$@" <"$work/text" 2>"$work/grep.err" || true
   # On a running system a file may go between find and grep; any other
   # error means a file was not read.
   if grep -q -v -e 'No such file or directory$' "$work/grep.err"; then
