@@ -1003,6 +1003,34 @@ def _script_names(
     return problems
 
 
+def _retired_unpublished(parsed: Settings, facts: azure_facts.Facts) -> list[str]:
+    """A retired build publishes nothing: its version must already be in the gallery.
+
+    Otherwise the builder's managed image or staging version, which still exists until the
+    update deletes it at its end, would become the version's source: a build that failed
+    validation (its version never created) would be published untested by retiring it.
+    Asked of Azure when credentials exist; offline it is not known.
+    """
+    problems: list[str] = []
+    group = parsed.names.images_group
+    for i, image in enumerate(parsed.images):
+        for j, version in enumerate(image.versions):
+            if version.builder != "retired":
+                continue
+            published = facts.version_published(
+                group, parsed.gallery.name, image.name, version.version
+            )
+            if published is not False:  # there, or not known offline
+                continue
+            problems.append(
+                f"{_key(('images', i, 'versions', j, 'builder'))}: 'retired', but version "
+                f"{image.name} {version.version} is not in gallery {parsed.gallery.name!r} "
+                f"({group}): a retired build publishes nothing (its build may have failed "
+                "validation); publish it with builder: active, or remove the version"
+            )
+    return problems
+
+
 def _script_files(
     at: tuple[str | int, ...], field: tuple[str, ...], paths: Sequence[str], os: OsType
 ) -> list[str]:
@@ -1439,6 +1467,8 @@ def _rules(
         if consumer.image in by_name
     ]
     found = preflight.check(facts, location, with_builds, users)
+    if parsed is not None:
+        problems.extend(_retired_unpublished(parsed, facts))
     found.problems[:0] = problems
     found.warnings.extend(chain_warnings)
     return found

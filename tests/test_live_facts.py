@@ -135,6 +135,11 @@ ROUTES: dict[str, tuple[int, Any]] = {
         },
     ),
 }
+# prod's retired webserver 1.0.0 is in its gallery (GalleryImageVersions get).
+ROUTES[
+    f"/subscriptions/{SUB}/resourceGroups/imgf-prod-images-rg/providers/Microsoft.Compute/"
+    "galleries/imgf_prod_gallery/images/webserver/versions/1.0.0"
+] = (200, {"name": "1.0.0", "location": "eastus", "properties": {"provisioningState": "Succeeded"}})
 NOT_FOUND = {"error": {"code": "NotFound", "message": "Artifact: VMImage was not found."}}
 
 
@@ -415,3 +420,25 @@ def test_refresh_writes_what_the_snapshot_reads(stub: Stub, tmp_path: Path) -> N
     assert doc["about"]["refresh"] == (
         ".venv/bin/python -m imagefactory.facts refresh sizes --location eastus"
     )
+
+
+def test_a_retired_version_azure_does_not_have_is_refused(
+    stub: Stub, prod_raw: dict[str, Any]
+) -> None:
+    # 1.1.0's build failed (say, its validation): no version was created. Retiring it
+    # would publish the failed build from the managed image it left behind.
+    put(prod_raw, "images.0.versions.1.builder", "retired")
+    with pytest.raises(ConfigError) as err:
+        check(prod_raw, stub.facts())
+    assert err.value.problems == [
+        "imagefactory:images[0].versions[1].builder: 'retired', but version webserver 1.1.0 "
+        "is not in gallery 'imgf_prod_gallery' (imgf-prod-images-rg): a retired build "
+        "publishes nothing (its build may have failed validation); publish it with builder: "
+        "active, or remove the version"
+    ]
+    asked = [path for path, _, _ in stub.seen if "/galleries/" in path]
+    assert asked == [
+        f"/subscriptions/{SUB}/resourceGroups/imgf-prod-images-rg/providers/Microsoft.Compute/"
+        f"galleries/imgf_prod_gallery/images/webserver/versions/{v}"
+        for v in ("1.0.0", "1.1.0")
+    ]

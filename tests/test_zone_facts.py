@@ -88,6 +88,11 @@ class _Azure:
     def gallery_image(self, version_id: str, region: str) -> GalleryImageFacts | None:
         return None
 
+    def version_published(
+        self, resource_group: str, gallery: str, image: str, version: str
+    ) -> bool | None:
+        return None
+
 
 def test_a_zone_the_size_is_not_offered_in_is_refused(prod_raw: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as err:

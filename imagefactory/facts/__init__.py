@@ -139,6 +139,12 @@ class Facts(Protocol):
 
     def gallery_image(self, version_id: str, region: str) -> GalleryImageFacts | None: ...
 
+    def version_published(
+        self, resource_group: str, gallery: str, image: str, version: str
+    ) -> bool | None:
+        """Whether this subscription's gallery holds the version; None: not known here."""
+        ...
+
 
 # --- Azure's response shapes -> facts ------------------------------------------------------
 
@@ -258,6 +264,11 @@ class Snapshot:
 
     def gallery_image(self, version_id: str, region: str) -> GalleryImageFacts | None:
         return None  # another gallery: only Azure knows
+
+    def version_published(
+        self, resource_group: str, gallery: str, image: str, version: str
+    ) -> bool | None:
+        return None  # the stack's own gallery: only Azure knows
 
 
 @cache

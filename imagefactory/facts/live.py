@@ -214,6 +214,24 @@ class LiveFacts:
             )
         return self._gallery_images[version_id]
 
+    def version_published(
+        self, resource_group: str, gallery: str, image: str, version: str
+    ) -> bool | None:
+        """GalleryImageVersions get in this subscription: False when Azure has no such
+        version (or gallery, or group)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self._call(
+                f"gallery image version {image} {version}",
+                lambda: self.compute.gallery_image_versions.get(
+                    resource_group, gallery, image, version
+                ),
+            )
+        except ResourceNotFoundError:
+            return False
+        return True
+
 
 def _first_line(err: Exception) -> str:
     text = str(getattr(err, "message", "") or err).strip()
@@ -256,6 +274,11 @@ class Fallback:
 
     def gallery_image(self, version_id: str, region: str) -> GalleryImageFacts | None:
         return self._ask(lambda f: f.gallery_image(version_id, region))
+
+    def version_published(
+        self, resource_group: str, gallery: str, image: str, version: str
+    ) -> bool | None:
+        return self._ask(lambda f: f.version_published(resource_group, gallery, image, version))
 
 
 # --- credentials and subscription, as the azure-native provider finds them -------------------
