@@ -142,6 +142,13 @@ def tags(key: str, values: Mapping[str, str]) -> list[str]:
             problems.append(
                 f"{at}: {name!r} is a tag the program sets itself; allowed: any other name"
             )
+        elif folded.startswith("imagefactory-"):
+            # naming.own_tags keeps every imagefactory-* tag on the builders' Run Commands,
+            # which Azure refuses to update once the builder is deallocated.
+            problems.append(
+                f"{at}: {name!r}: names starting with 'imagefactory-' are the program's own; "
+                "allowed: any other name"
+            )
         elif folded in seen:
             problems.append(
                 f"{at}: tag names compare case-insensitively in Azure, so {name!r} and "

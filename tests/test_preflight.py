@@ -452,6 +452,14 @@ CASES: list[tuple[str, list[tuple[str, Any]], list[str]]] = [
         ],
     ),
     (
+        "tag in the program's own namespace",
+        [("tags", {"imagefactory-team": "platform"})],
+        [
+            "imagefactory:tags.imagefactory-team: 'imagefactory-team': names starting with "
+            "'imagefactory-' are the program's own; allowed: any other name"
+        ],
+    ),
+    (
         "validation switch written as no",
         [("validation", {"enabled": "no"})],
         ["imagefactory:validation.enabled: 'no' is not true or false; allowed: true or false"],
