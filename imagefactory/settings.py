@@ -993,6 +993,9 @@ def _script_names(
         if stem in reserved:
             problems.append(
                 f"{key}: {path!r} has the name of the program's own {stem!r} step; rename the file"
+                if common is None
+                else f"{key}: {path!r} is the program's own {stem!r} step, not a check; "
+                "allowed: a script that only reads, e.g. under scripts/<os>/validate/"
             )
         elif stem in seen and seen[stem] != path:
             problems.append(
@@ -1032,9 +1035,15 @@ def _retired_unpublished(parsed: Settings, facts: azure_facts.Facts) -> list[str
 
 
 def _script_files(
-    at: tuple[str | int, ...], field: tuple[str, ...], paths: Sequence[str], os: OsType
+    at: tuple[str | int, ...],
+    field: tuple[str, ...],
+    paths: Sequence[str],
+    os: OsType,
+    *,
+    in_guest_only: bool = False,
 ) -> list[str]:
-    """Each plainly written path is a file of the image's OS under scripts/."""
+    """Each plainly written path is a file of the image's OS under scripts/ (under
+    scripts/<os>/ with `in_guest_only`: not, say, scripts/azure/, which runs on the host)."""
     problems: list[str] = []
     suffix = SCRIPT_SUFFIX[os]
     for j, script in enumerate(paths):
@@ -1044,6 +1053,11 @@ def _script_files(
         if not script.endswith(suffix):
             problems.append(
                 f"{key}: {script!r} is not a {os} script; {os} images run {suffix} files"
+            )
+        elif in_guest_only and not script.startswith(f"{os}/"):
+            problems.append(
+                f"{key}: {script!r} is not under scripts/{os}/; checks run on the test VM: "
+                f"allowed: a {os} script under scripts/{os}/"
             )
         elif not (SCRIPTS_DIR / script).is_file():
             problems.append(f"{key}: {script!r} does not exist under scripts/")
@@ -1082,6 +1096,9 @@ def _image_rules(i: int, image: Image, location: str | None) -> list[str]:
             image.validation.scripts,
             taken=[p for p in image.validation_paths if p not in image.validation.scripts],
             common=COMMON_CHECK[image.os],
+            # A check runs on the test VM: never the program's own in-guest steps (the
+            # generalization would deprovision it mid-validation).
+            reserved=_STEP_NAMES,
         )
     )
     problems.extend(_script_files(at, ("scripts",), image.script_paths, image.os))
@@ -1091,7 +1108,9 @@ def _image_rules(i: int, image: Image, location: str | None) -> list[str]:
             f"scripts/{image.os}/provision/ or list them here"
         )
     problems.extend(
-        _script_files(at, ("validation", "scripts"), image.validation.scripts, image.os)
+        _script_files(
+            at, ("validation", "scripts"), image.validation.scripts, image.os, in_guest_only=True
+        )
     )
     for dupe in _duplicates(image.validation.scripts):
         problems.append(

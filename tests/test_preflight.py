@@ -460,6 +460,24 @@ CASES: list[tuple[str, list[tuple[str, Any]], list[str]]] = [
         ],
     ),
     (
+        "generalization listed as a check",
+        [("images.0.validation", {"scripts": ["linux/generalize.sh"]})],
+        [
+            "imagefactory:images[0].validation.scripts[0]: 'linux/generalize.sh' is the "
+            "program's own 'generalize' step, not a check; allowed: a script that only reads, "
+            "e.g. under scripts/<os>/validate/"
+        ],
+    ),
+    (
+        "host-side script listed as a check",
+        [("images.0.validation", {"scripts": ["azure/capture.sh"]})],
+        [
+            "imagefactory:images[0].validation.scripts[0]: 'azure/capture.sh' is not under "
+            "scripts/linux/; checks run on the test VM: allowed: a linux script under "
+            "scripts/linux/"
+        ],
+    ),
+    (
         "validation switch written as no",
         [("validation", {"enabled": "no"})],
         ["imagefactory:validation.enabled: 'no' is not true or false; allowed: true or false"],
