@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import gc
 import json
+import re
 import runpy
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -307,10 +308,27 @@ _YAML_FIXES = (
 )  # fmt: skip
 
 
+class StackFileLoader(yaml.SafeLoader):
+    """YAML as Pulumi reads a stack file (gopkg.in/yaml.v3, YAML 1.2's core schema): only
+    true/false are booleans, so `off`, `no` and `yes` stay text, as the program gets them.
+    PyYAML's default is YAML 1.1, where they are booleans."""
+
+
+StackFileLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+StackFileLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
 def read_stack_file(path: Path) -> dict[str, Any]:
     """The stack file as data; a YAML error is one line, not the parser's traceback."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=StackFileLoader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"{path.name}:{mark.line + 1}:{mark.column + 1}" if mark else path.name

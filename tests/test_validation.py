@@ -9,7 +9,7 @@ import pulumi
 import pytest
 
 from imagefactory import naming, scripts, validation
-from imagefactory.settings import load
+from imagefactory.settings import ConfigError, load
 from offline import changes, engine, refusals
 from offline.engine import Run
 
@@ -346,3 +346,20 @@ def test_a_windows_summary_names_its_programs_and_features() -> None:
     tags = validation.tags(validation.parse(json.dumps(windows)), room=50)
     assert tags["imagefactory-packages"] == "41 sha256:abababababababab, 23 features"
     assert tags["imagefactory-key-packages"] == "unknown"
+
+
+def test_an_unquoted_off_is_text_as_pulumi_reads_it_and_is_refused(tmp_path: Any) -> None:
+    # Pulumi reads stack files with YAML 1.2's core schema (gopkg.in/yaml.v3): `off` is the
+    # text 'off', which the gate refuses; the offline engine must read it the same way.
+    stack_file = tmp_path / "Pulumi.t.yaml"
+    stack_file.write_text("config:\n  imagefactory:validation:\n    enabled: off\n    x: yes\n")
+    data = engine.read_stack_file(stack_file)
+    assert data["config"]["imagefactory:validation"] == {"enabled": "off", "x": "yes"}
+    raw = engine.stack_config("dev")
+    raw = {k.removeprefix("imagefactory:"): v for k, v in raw.items()}
+    raw["validation"] = {"enabled": data["config"]["imagefactory:validation"]["enabled"]}
+    with pytest.raises(ConfigError) as err:
+        load(raw)
+    assert err.value.problems == [
+        "imagefactory:validation.enabled: 'off' is not true or false; allowed: true or false"
+    ]
